@@ -1,0 +1,5 @@
+import sys
+
+from mixedjax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""Jitted fitting kernels: start values, the optimiser run, boundary handling, estimates.
+
+These are the pure pieces behind :meth:`mixedjax.MixedLM.fit`; the functional API reuses
+them. Compiled functions are cached by JAX on ``(structure, reml, method)`` and array shapes,
+so refitting a model of the same shape never recompiles.
+"""
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixedjax.covariance import CovStructure
+from mixedjax.data import GroupedData
+from mixedjax.likelihood import (
+    conditional_modes,
+    gls_system_theta,
+    profiled_deviance,
+    solve_gls,
+)
+from mixedjax.optimize import OptResult, minimize
+
+#: θ entries whose lower bound is 0 and which are below this are tried at exactly 0.
+BOUNDARY_PROBE = 1e-3
+#: lme4's ``isSingular`` tolerance.
+SINGULAR_TOL = 1e-4
+
+
+def default_start(data: GroupedData, structure: CovStructure) -> jnp.ndarray:
+    """Data-based starting ``θ``: diagonal, each random effect worth one residual variance.
+
+    For a random-effect column ``z_j`` the start is ``θ_jj = 1/rms(z_j)`` (so ``1`` for an
+    intercept, as in lme4, and a smaller value for a slope on a covariate with a large
+    spread); off-diagonal entries start at 0.
+    """
+    diag_totals = jnp.sum(jnp.diagonal(data.ZtZ, axis1=-2, axis2=-1), axis=0)  # (r,)
+    q = structure.k_re
+    re_ms = diag_totals[:q] / data.n_obs
+    vc_ms = []
+    start = q
+    for size in structure.vc_sizes:
+        vc_ms.append(jnp.sum(diag_totals[start : start + size]) / data.n_obs)
+        start += size
+    mean_square = jnp.concatenate([re_ms, jnp.asarray(vc_ms, dtype=re_ms.dtype).reshape(-1)])
+    scale = 1.0 / jnp.sqrt(jnp.where(mean_square > 0, mean_square, 1.0))
+    diag_mask = jnp.asarray(structure.diagonal_theta_mask())
+    diag_index = jnp.cumsum(diag_mask) - 1
+    return jnp.where(diag_mask, scale[diag_index], 0.0)
+
+
+@partial(jax.jit, static_argnames=("structure", "reml", "method", "maxiter"))
+def fit_theta(
+    theta0: jnp.ndarray,
+    free_mask: jnp.ndarray,
+    data: GroupedData,
+    gtol: float,
+    *,
+    structure: CovStructure,
+    reml: bool,
+    method: str = "lbfgs",
+    maxiter: int = 500,
+) -> OptResult:
+    """Minimise the profiled deviance over the free entries of ``θ``."""
+
+    def objective(theta, data):
+        return profiled_deviance(theta, data, structure, reml)
+
+    return minimize(objective, theta0, data, free_mask, method=method, maxiter=maxiter, gtol=gtol)
+
+
+@partial(jax.jit, static_argnames=("structure", "reml"))
+def deviance(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
+    """Jitted :func:`~mixedjax.likelihood.profiled_deviance`."""
+    return profiled_deviance(theta, data, structure, reml)
+
+
+def snap_to_boundary(
+    theta: np.ndarray,
+    value: float,
+    free_mask: np.ndarray,
+    data: GroupedData,
+    structure: CovStructure,
+    reml: bool,
+) -> tuple[np.ndarray, float, tuple[int, ...]]:
+    """Set near-zero standard-deviation-like entries of ``θ`` to exactly zero.
+
+    With unconstrained ``θ`` a variance on its boundary is approached like ``θ_jj → 0``
+    but never reached. Each small entry (``|θ_jj| < BOUNDARY_PROBE``), together with the
+    entries below it in its column of ``L``, is set to 0 and kept there if the deviance
+    does not get worse (up to 1e-10 relative). Also makes the diagonal of ``L``
+    non-negative (flipping a column's sign leaves ``Λ Λ'`` unchanged).
+
+    Returns:
+        ``(theta, deviance, indices set to zero)``.
+    """
+    theta = np.array(theta, dtype=float)
+    q = structure.k_re
+    rows, cols = (np.triu_indices(q)[1], np.triu_indices(q)[0])
+    for j in range(q):  # sign convention: columns of L with non-negative diagonal
+        in_col = cols == j
+        diag = np.flatnonzero(in_col & (rows == j))[0]
+        if theta[diag] < 0:
+            theta[in_col] = -theta[in_col]
+    k_re2 = structure.k_re2
+    theta[k_re2:] = np.abs(theta[k_re2:])
+
+    diag_mask = structure.diagonal_theta_mask()
+    candidates = np.flatnonzero(diag_mask & free_mask & (np.abs(theta) < BOUNDARY_PROBE))
+    zeroed: list[int] = []
+    for idx in candidates:  # loop over a handful of parameters, not groups
+        trial = theta.copy()
+        if idx < k_re2:
+            trial[(cols == cols[idx]) & free_mask[: len(cols)].astype(bool)] = 0.0
+        else:
+            trial[idx] = 0.0
+        trial_value = float(deviance(jnp.asarray(trial), data, structure=structure, reml=reml))
+        if np.isfinite(trial_value) and trial_value <= value + 1e-10 * max(1.0, abs(value)):
+            theta, value = trial, min(value, trial_value)
+            zeroed.append(int(idx))
+    return theta, value, tuple(zeroed)
+
+
+class Estimates(NamedTuple):
+    """Everything the results need at ``θ̂`` (profile scale unless said otherwise).
+
+    Attributes:
+        beta: ``(p,)`` fixed effects.
+        scale: ``()`` σ².
+        cov_beta: ``(p, p)`` ``σ² (X'V⁻¹X)⁻¹`` (lme4's ``vcov``).
+        blups: ``(n_groups, r)`` conditional modes of the random effects (data scale).
+        cond_cov: ``(n_groups, r, r)`` conditional covariances (data scale).
+        objective: ``()`` ``-2 log L`` (REML criterion for REML).
+    """
+
+    beta: jnp.ndarray
+    scale: jnp.ndarray
+    cov_beta: jnp.ndarray
+    blups: jnp.ndarray
+    cond_cov: jnp.ndarray
+    objective: jnp.ndarray
+
+
+@partial(jax.jit, static_argnames=("structure", "reml"))
+def estimates_at(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
+    """Fixed effects, σ², their covariance and the BLUPs at ``θ``."""
+    gls = gls_system_theta(theta, data, structure)
+    sol = solve_gls(gls.system)
+    p = sol.beta.shape[0]
+    scale = sol.pwrss / (data.n_obs - p if reml else data.n_obs)
+    R_inv = jax.scipy.linalg.solve_triangular(sol.xvx_chol, jnp.eye(p, dtype=theta.dtype))
+    cov_beta = scale * R_inv @ R_inv.T
+    blups, cond_cov = conditional_modes(theta, sol.beta, data, structure)
+    return Estimates(
+        beta=sol.beta,
+        scale=scale,
+        cov_beta=cov_beta,
+        blups=blups,
+        cond_cov=scale * cond_cov,
+        objective=profiled_deviance(theta, data, structure, reml),
+    )

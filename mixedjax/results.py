@@ -1,0 +1,338 @@
+"""Immutable fit results: estimates, tables, random effects, summary and ``varcorr``."""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from mixedjax import inference
+from mixedjax.covariance import theta_to_cov
+from mixedjax.estimation import SINGULAR_TOL, Estimates
+
+
+@dataclass(frozen=True)
+class OptSummary:
+    """What the optimiser did (like MixedModels.jl's ``OptSummary``).
+
+    Attributes:
+        method: ``"lbfgs"`` or ``"bfgs"``.
+        theta_start, theta: ``θ`` at the start and at the end (lme4's ``theta``).
+        objective: final ``-2 log L`` (REML criterion for REML fits).
+        n_iter, n_eval, n_newton: quasi-Newton iterations, objective+gradient evaluations,
+            accepted exact-Newton polishing steps.
+        scaled_gradient: ``max |∇d(θ)| / max(1, |d(θ)|)`` at the end; ``gradient`` the raw one.
+        gtol, maxiter: the stopping settings.
+        converged, message: outcome.
+        boundary: indices of ``θ`` set to exactly 0 (variances on the boundary).
+        free_mask: which entries of ``θ`` were estimated (the others held at their start).
+    """
+
+    method: str
+    theta_start: np.ndarray
+    theta: np.ndarray
+    objective: float
+    n_iter: int
+    n_eval: int
+    n_newton: int
+    scaled_gradient: float
+    gradient: np.ndarray
+    gtol: float
+    maxiter: int
+    converged: bool
+    message: str
+    boundary: tuple[int, ...]
+    free_mask: np.ndarray
+
+    def __str__(self) -> str:
+        lines = [
+            f"optimizer       {self.method} (+ exact Newton polish)",
+            f"theta start     {np.array2string(np.asarray(self.theta_start), precision=6)}",
+            f"theta           {np.array2string(np.asarray(self.theta), precision=6)}",
+            f"objective       {self.objective:.10g}",
+            f"iterations      {self.n_iter} (evaluations {self.n_eval}, Newton {self.n_newton})",
+            f"scaled gradient {self.scaled_gradient:.3e} (gtol {self.gtol:.0e})",
+            f"boundary        {list(self.boundary) or 'none'}",
+            f"result          {self.message}",
+        ]
+        return "\n".join(lines)
+
+
+def _norm_pvalue(z: np.ndarray) -> np.ndarray:
+    return np.array([math.erfc(abs(v) / math.sqrt(2.0)) for v in np.ravel(z)]).reshape(np.shape(z))
+
+
+def _lme4_term(name: str) -> str:
+    return "(Intercept)" if name in ("Group", "Intercept", "const") else name
+
+
+def _level_of(colname: str) -> str:
+    """``"C(cask)[a]"`` or ``"cask[T.a]"`` -> ``"a"``; other names unchanged."""
+    if colname.endswith("]") and "[" in colname:
+        level = colname[colname.index("[") + 1 : -1]
+        return level[2:] if level.startswith("T.") else level
+    return colname
+
+
+class RandomEffects(Mapping):
+    """Read-only mapping group label -> ``pd.Series`` of that group's BLUPs (statsmodels'
+    ``random_effects``), built per group on access so millions of groups cost nothing."""
+
+    def __init__(self, labels, values, names_of):
+        self._index = {lab: i for i, lab in enumerate(labels)}
+        self._labels = labels
+        self._values = values
+        self._names_of = names_of
+
+    def __getitem__(self, label):
+        i = self._index[label]
+        names, cols = self._names_of(i)
+        return pd.Series(self._values[i, cols], index=names, name=label)
+
+    def __iter__(self):
+        return iter(self._labels)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+
+class MixedLMResults:
+    """Results of :meth:`mixedjax.MixedLM.fit` (read-only).
+
+    Scales: ``cov_re``, ``vcomp``, ``scale`` are on the data scale; ``cov_re_unscaled`` and
+    ``params`` (statsmodels' layout) on the profile scale (divided by ``scale``).
+    """
+
+    def __init__(self, model, theta: np.ndarray, est: Estimates, opt: OptSummary, reml: bool):
+        g = model.n_groups
+        object.__setattr__(self, "_frozen", False)
+        self.model = model
+        self.reml = reml
+        self.method = "REML" if reml else "ML"
+        self.optim = opt
+        self.theta = np.asarray(theta)
+        self.scale = float(est.scale)
+        cov1, vc1 = theta_to_cov(np.asarray(theta), model.structure)
+        self.cov_re_unscaled = pd.DataFrame(
+            np.asarray(cov1), index=model.exog_re_names, columns=model.exog_re_names
+        )
+        self.cov_re = self.cov_re_unscaled * self.scale
+        self.vcomp = np.asarray(vc1) * self.scale
+        self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
+        self._cov_fe = np.asarray(est.cov_beta)
+        self.bse_fe = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
+        self._blups = np.asarray(est.blups)[:g]
+        self._cond_cov = np.asarray(est.cond_cov)[:g]
+        self.llf = -0.5 * float(est.objective)
+        self.converged = opt.converged
+        self.nobs = model.nobs
+        self.k_fe, self.k_re, self.k_re2, self.k_vc = (
+            model.k_fe,
+            model.k_re,
+            model.k_re2,
+            model.k_vc,
+        )
+        self.df_modelwc = model.k_fe + int(np.sum(opt.free_mask)) + 1
+        self._frozen = True
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False) and not name.startswith("_"):
+            raise AttributeError(f"MixedLMResults is immutable; cannot set {name!r}")
+        object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ likelihood
+    @property
+    def aic(self) -> float:
+        """``-2 llf + 2 k`` (from the REML criterion for REML fits, as lme4)."""
+        return -2.0 * self.llf + 2.0 * self.df_modelwc
+
+    @property
+    def bic(self) -> float:
+        """``-2 llf + k log(n)`` (as lme4)."""
+        return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular``: a standard-deviation-like ``θ`` entry below 1e-4."""
+        mask = self.model.structure.diagonal_theta_mask()
+        return bool(np.any(np.abs(self.theta[mask]) < SINGULAR_TOL))
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def params(self) -> pd.Series:
+        """statsmodels' packed parameters: β, ``tril(Ψ₁)`` row-major, ``τ₁``."""
+        rows, cols = np.tril_indices(self.k_re)
+        values = np.concatenate(
+            [
+                self.fe_params.to_numpy(),
+                self.cov_re_unscaled.to_numpy()[rows, cols],
+                self.vcomp / self.scale,
+            ]
+        )
+        return pd.Series(values, index=self.model.param_names)
+
+    @property
+    def _phi(self) -> np.ndarray:
+        rows, cols = np.tril_indices(self.k_re)
+        return np.concatenate([self.cov_re.to_numpy()[rows, cols], self.vcomp, [self.scale]])
+
+    @cached_property
+    def _cov_user(self) -> np.ndarray:
+        import jax.numpy as jnp
+
+        info = inference.variance_information(
+            jnp.asarray(self._phi),
+            self.model.data,
+            structure=self.model.structure,
+            reml=self.reml,
+        )
+        return inference.invert_information(np.asarray(info))
+
+    @property
+    def cov_re_params(self) -> pd.DataFrame:
+        """Covariance of the data-scale variance parameters ``(tril Ψ, τ, σ²)``."""
+        names = self.model.param_names[self.k_fe :] + ["Scale"]
+        return pd.DataFrame(self._cov_user, index=names, columns=names)
+
+    @property
+    def bse_re(self) -> pd.Series:
+        """Wald standard errors of the data-scale variance parameters (exact Hessian)."""
+        names = self.model.param_names[self.k_fe :]
+        return pd.Series(np.sqrt(np.diag(self._cov_user))[:-1], index=names)
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance of ``params``: lme4's GLS ``vcov`` for β; the delta-method covariance
+        of ``(tril Ψ₁, τ₁)`` from the exact Hessian for the rest (the blocks are
+        asymptotically uncorrelated)."""
+        J = inference.profile_jacobian(self._phi, self.model.structure)
+        cov_profile = J @ self._cov_user @ J.T
+        k = self.k_fe
+        m = k + cov_profile.shape[0]
+        out = np.zeros((m, m))
+        out[:k, :k] = self._cov_fe
+        out[k:, k:] = cov_profile
+        names = self.model.param_names
+        return pd.DataFrame(out, index=names, columns=names)
+
+    @property
+    def bse(self) -> pd.Series:
+        """Standard errors of ``params``."""
+        return pd.Series(np.sqrt(np.diag(self.cov_params().to_numpy())), index=self.params.index)
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.fe_params / self.bse_fe
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided normal p-values of the fixed effects (z-tests, as statsmodels)."""
+        return pd.Series(_norm_pvalue(self.tvalues.to_numpy()), index=self.fe_params.index)
+
+    # ------------------------------------------------------------------ random effects
+    def _names_of(self, i: int):
+        model = self.model
+        names = list(model.exog_re_names)
+        cols = list(range(model.k_re))
+        start = model.k_re
+        for colnames, glob in zip(model.vc_colnames, model.vc_global_columns, strict=True):
+            for j, gcol in enumerate(glob[i]):
+                if gcol >= 0:
+                    names.append(colnames[gcol])
+                    cols.append(start + j)
+            start += glob.shape[1]
+        return names, cols
+
+    @property
+    def random_effects(self) -> RandomEffects:
+        """Mapping group -> BLUPs ``pd.Series`` (data scale), like statsmodels."""
+        return RandomEffects(list(self.model.group_labels), self._blups, self._names_of)
+
+    @property
+    def random_effects_cov(self) -> Mapping:
+        """Mapping group -> conditional covariance ``pd.DataFrame`` of its random effects."""
+        results = self
+
+        class _Cov(RandomEffects):
+            def __getitem__(self, label):
+                i = self._index[label]
+                names, cols = results._names_of(i)
+                block = results._cond_cov[i][np.ix_(cols, cols)]
+                return pd.DataFrame(block, index=names, columns=names)
+
+        return _Cov(list(self.model.group_labels), self._blups, self._names_of)
+
+    def ranef(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(ranef(m, condVar=TRUE))``: grpvar, term, grp, condval, condsd.
+
+        Rows are ordered by term, then level (as lme4).
+        """
+        model = self.model
+        labels = np.asarray(model.group_labels).astype(str)
+        group_name = getattr(model, "group_name", "Group")
+        sd = np.sqrt(np.maximum(np.diagonal(self._cond_cov, axis1=1, axis2=2), 0.0))
+        frames = []
+        for j, name in enumerate(model.exog_re_names):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "grpvar": group_name,
+                        "term": _lme4_term(name),
+                        "grp": labels,
+                        "condval": self._blups[:, j],
+                        "condsd": sd[:, j],
+                    }
+                )
+            )
+        start = model.k_re
+        for vc_name, colnames, glob in zip(
+            model.vc_names, model.vc_colnames, model.vc_global_columns, strict=True
+        ):
+            gi, lj = np.nonzero(glob >= 0)
+            levels = np.asarray([_level_of(c) for c in colnames])[glob[gi, lj]]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "grpvar": vc_name,
+                        "term": "(Intercept)",
+                        "grp": np.char.add(np.char.add(labels[gi], ":"), levels.astype(str)),
+                        "condval": self._blups[gi, start + lj],
+                        "condsd": sd[gi, start + lj],
+                    }
+                )
+            )
+            start += glob.shape[1]
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ fitted values
+    @cached_property
+    def fittedvalues(self) -> np.ndarray:
+        """``X β̂ + Z γ̂`` per row (conditional fitted values, with the BLUPs)."""
+        model = self.model
+        fixed = model.exog @ self.fe_params.to_numpy()
+        return fixed + np.einsum("nr,nr->n", model.exog_z, self._blups[model.group_codes])
+
+    @property
+    def resid(self) -> np.ndarray:
+        """Conditional residuals ``y - fittedvalues``."""
+        return self.model.endog - self.fittedvalues
+
+    # ------------------------------------------------------------------ display
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor."""
+        from mixedjax.display import varcorr_frame
+
+        return varcorr_frame(self)
+
+    def summary(self, alpha: float = 0.05):
+        """statsmodels-style summary table (``print(result.summary())``)."""
+        from mixedjax.display import Summary
+
+        return Summary(self, alpha)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MixedLMResults {self.method}: llf={self.llf:.4f}, nobs={self.nobs}, "
+            f"groups={self.model.n_groups}, converged={self.converged}>"
+        )

@@ -1,0 +1,29 @@
+"""Shared test setup: float64 JAX, reference cases, tolerance helpers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedjax  # noqa: F401  (turns on float64)
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+
+
+def load_reference(name: str) -> tuple[dict, pd.DataFrame]:
+    """A reference case (``NAME_reml`` / ``NAME_ml``) and its data, factors as strings."""
+    ref = json.loads((REFERENCE_DIR / f"{name}.json").read_text())
+    data = pd.read_csv(REFERENCE_DIR / ref["data"], dtype={f: str for f in ref["factors"]})
+    return ref, data
+
+
+@pytest.fixture(scope="session")
+def reference():
+    return load_reference
+
+
+def assert_rel(actual, expected, rtol, atol=0.0, what=""):
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
