@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax.covariance import CovStructure
+from mixedjax.covariance import CovStructure, lower_indices_colwise
 from mixedjax.data import GroupedData
 from mixedjax.likelihood import (
     conditional_modes,
@@ -96,14 +96,15 @@ def snap_to_boundary(
         ``(theta, deviance, indices set to zero)``.
     """
     theta = np.array(theta, dtype=float)
-    q = structure.k_re
-    rows, cols = (np.triu_indices(q)[1], np.triu_indices(q)[0])
-    for j in range(q):  # sign convention: columns of L with non-negative diagonal
-        in_col = cols == j
-        diag = np.flatnonzero(in_col & (rows == j))[0]
-        if theta[diag] < 0:
-            theta[in_col] = -theta[in_col]
+    free_mask = np.asarray(free_mask, dtype=bool)
     k_re2 = structure.k_re2
+    rows, cols = lower_indices_colwise(structure.k_re)
+    # column of L each θ entry belongs to (-1 for variance components)
+    column = np.concatenate([cols, np.full(structure.k_vc, -1)])
+    for j in range(structure.k_re):  # sign convention: columns of L with non-negative diagonal
+        diag = np.flatnonzero((cols == j) & (rows == j))[0]
+        if theta[diag] < 0:
+            theta[column == j] = -theta[column == j]
     theta[k_re2:] = np.abs(theta[k_re2:])
 
     diag_mask = structure.diagonal_theta_mask()
@@ -112,7 +113,7 @@ def snap_to_boundary(
     for idx in candidates:  # loop over a handful of parameters, not groups
         trial = theta.copy()
         if idx < k_re2:
-            trial[(cols == cols[idx]) & free_mask[: len(cols)].astype(bool)] = 0.0
+            trial[(column == column[idx]) & free_mask] = 0.0
         else:
             trial[idx] = 0.0
         trial_value = float(deviance(jnp.asarray(trial), data, structure=structure, reml=reml))
