@@ -125,7 +125,7 @@ def test_score_matches_finite_differences(use_sqrt):
     for profile_fe in (True, False):
         packed = start.get_packed(use_sqrt=use_sqrt, has_fe=not profile_fe)
         score = model.score(packed, profile_fe=profile_fe)
-        fd = _central_diff(lambda v: model.loglike(v, profile_fe=profile_fe), packed)
+        fd = _central_diff(lambda v, pf=profile_fe: model.loglike(v, profile_fe=pf), packed)
         np.testing.assert_allclose(score, fd, rtol=1e-6, atol=1e-8)
 
 
