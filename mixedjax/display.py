@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from mixedjax.results import _lme4_term, _norm_pvalue
+from mixedjax.results import _norm_pvalue
 
 
 def varcorr_frame(results) -> pd.DataFrame:
@@ -17,7 +17,7 @@ def varcorr_frame(results) -> pd.DataFrame:
     model = results.model
     group = getattr(model, "group_name", "Group")
     cov = results.cov_re.to_numpy()
-    names = [_lme4_term(n) for n in model.exog_re_names]
+    names = list(model.re_terms)
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
     rows = [(group, names[i], None, cov[i, i], sd[i]) for i in range(len(names))]
     for j in range(len(names)):

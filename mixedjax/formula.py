@@ -2,9 +2,10 @@
 
 The fixed-effects formula ``"y ~ x + C(f)"`` is parsed by formulaic (categoricals,
 interactions, ``I(...)`` and transforms work as there). ``re_formula`` (e.g. ``"~x"``) gives
-the random-effects design; as in statsmodels its intercept column is named ``"Group"``.
-``vc_formula`` maps names to formulas whose columns become variance components within each
-group (``{"cask": "0 + C(cask)"}``).
+the random-effects design; as in statsmodels its intercept column is named after the
+``groups`` column (``"Group"`` when ``groups`` is an array, or for the default random
+intercept). ``vc_formula`` maps names to formulas whose columns become variance components
+within each group (``{"cask": "0 + C(cask)"}``).
 """
 
 from typing import NamedTuple
@@ -68,11 +69,11 @@ def design_from_formulas(
     exog_re, re_names = None, None
     if re_formula is not None:
         re = pd.DataFrame(_matrix(re_formula, data, "re_formula"))
-        re_names = [c.replace("Intercept", "Group") if c == "Intercept" else c for c in re.columns]
+        re_names = [group_name if c == "Intercept" else c for c in re.columns]
         exog_re = re
     elif vc_formula is None:
         exog_re = pd.DataFrame({"Group": np.ones(len(data))}, index=data.index)
-        re_names = ["Group"]
+        re_names = ["Group"]  # statsmodels keeps "Group" for the default random intercept
 
     exog_vc = None
     if vc_formula:

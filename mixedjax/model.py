@@ -151,6 +151,11 @@ class MixedLM:
         self.endog_names = str(endog_names or "y")
         self.exog_names = list(exog_names)
         self.exog_re_names = list(re_names)
+        # lme4's term names: a constant column is the intercept
+        self.re_terms = [
+            "(Intercept)" if n and np.all(Z[:, j] == Z[0, j]) else str(re_names[j])
+            for j in range(Z.shape[1])
+        ]
         self.vc_names = list(vc_names)
         self.vc_colnames = vc_colnames
         self.vc_global_columns = [lc.global_column for lc in local]

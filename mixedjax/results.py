@@ -64,10 +64,6 @@ def _norm_pvalue(z: np.ndarray) -> np.ndarray:
     return np.array([math.erfc(abs(v) / math.sqrt(2.0)) for v in np.ravel(z)]).reshape(np.shape(z))
 
 
-def _lme4_term(name: str) -> str:
-    return "(Intercept)" if name in ("Group", "Intercept", "const") else name
-
-
 def _level_of(colname: str) -> str:
     """``"C(cask)[a]"`` or ``"cask[T.a]"`` -> ``"a"``; other names unchanged."""
     if colname.endswith("]") and "[" in colname:
@@ -273,12 +269,12 @@ class MixedLMResults:
         group_name = getattr(model, "group_name", "Group")
         sd = np.sqrt(np.maximum(np.diagonal(self._cond_cov, axis1=1, axis2=2), 0.0))
         frames = []
-        for j, name in enumerate(model.exog_re_names):
+        for j, term in enumerate(model.re_terms):
             frames.append(
                 pd.DataFrame(
                     {
                         "grpvar": group_name,
-                        "term": _lme4_term(name),
+                        "term": term,
                         "grp": labels,
                         "condval": self._blups[:, j],
                         "condsd": sd[:, j],

@@ -33,10 +33,28 @@ def as_float_matrix(values, name: str, n_rows: int | None = None) -> tuple[np.nd
         if array.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
         array = array.astype(float)
-        names = [f"{name}{j + 1}" for j in range(array.shape[1])] if array.shape[1] > 1 else [name]
+        names = _default_names(array, name)
     if n_rows is not None and array.shape[0] != n_rows:
         raise ValueError(f"{name} has {array.shape[0]} rows but endog has {n_rows}")
     return array, names
+
+
+def _default_names(array: np.ndarray, name: str) -> list[str]:
+    """statsmodels' names for unnamed columns: ``const``/``x1``... for exog, ``x_re1``...
+    for exog_re, the argument name otherwise."""
+    if name == "exog":
+        names, k = [], 0
+        for j in range(array.shape[1]):
+            col = array[:, j]
+            if "const" not in names and col.size and np.all(col == col[0]) and col[0] != 0:
+                names.append("const")
+            else:
+                k += 1
+                names.append(f"x{k}")
+        return names
+    if name == "exog_re":
+        return [f"x_re{j + 1}" for j in range(array.shape[1])]
+    return [name] if array.shape[1] == 1 else [f"{name}{j + 1}" for j in range(array.shape[1])]
 
 
 def _numeric_column(series: pd.Series, label: str) -> np.ndarray:
