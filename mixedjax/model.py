@@ -28,7 +28,7 @@ from mixedjax.covariance import (
 )
 from mixedjax.data import GroupedData, group_crossprods, localize_columns, pad_groups
 from mixedjax.likelihood import gls_system_cov, objective_given_beta, profiled_objective
-from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+from mixedjax.optimize import METHODS, STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.validation import as_float_matrix, check_full_rank, handle_missing
 
 
@@ -336,7 +336,8 @@ class MixedLM:
             free: mask (``MixedLMParams`` or packed covariance vector) of covariance
                 parameters to estimate; zeros are held at their start values (on the
                 Cholesky scale), e.g. an identity ``cov_re`` mask gives a diagonal ``Ψ``.
-            method: ``"lbfgs"`` (default) or ``"bfgs"`` (a list takes the first of these).
+            method: ``"lbfgs"`` (default; optax L-BFGS), ``"bfgs"`` or ``"newton"`` (exact
+                Hessian); a list takes the first of these it contains.
             maxiter: maximum quasi-Newton iterations.
             gtol: tolerance on the scaled gradient ``max|∇d(θ)| / max(1, |d(θ)|)``.
 
@@ -467,7 +468,7 @@ _hessian_packed = jax.jit(jax.hessian(_loglike_impl), static_argnums=(2, 3, 4, 5
 
 
 def _choose_method(method) -> str:
-    supported = ("lbfgs", "bfgs")
+    supported = METHODS
     if method is None:
         return "lbfgs"
     candidates = [method] if isinstance(method, str) else list(method)

@@ -5,7 +5,11 @@ deviance of :mod:`mixedjax.likelihood`) over the coordinates where ``free_mask``
 the others stay at their value in ``x0``. The whole run is one ``lax.while_loop``:
 
 * ``method="lbfgs"``: optax's L-BFGS with its zoom (strong Wolfe) line search;
-* ``method="bfgs"``: dense BFGS (inverse-Hessian update) with the same line search.
+* ``method="bfgs"``: dense BFGS (inverse-Hessian update) with the same line search;
+* ``method="newton"``: Newton's method with the exact autodiff Hessian (eigenvalues made
+  positive, so every step descends) and a backtracking (Armijo) line search. The
+  covariance parameters are few, so a Hessian costs a few gradients; this converges in a
+  handful of iterations and compiles fastest.
 
 Iterations stop when the scaled gradient ``max_j |∂f/∂x_j| / max(1, |f|)`` is at most
 ``gtol``, when the line search can no longer decrease ``f``, or after ``maxiter``
@@ -63,6 +67,9 @@ class OptResult(NamedTuple):
     status: jnp.ndarray
 
 
+METHODS = ("lbfgs", "bfgs", "newton")
+
+
 def _scaled_grad(value, grad):
     return jnp.max(jnp.abs(grad), initial=0.0) / jnp.maximum(1.0, jnp.abs(value))
 
@@ -83,12 +90,15 @@ def minimize(
     newton_steps: int = 8,
 ) -> OptResult:
     """Minimise ``fun(x, args)`` over the free coordinates (pure; call it under ``jit``)."""
-    if method not in ("lbfgs", "bfgs"):
-        raise ValueError(f"method must be 'lbfgs' or 'bfgs', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     free = jnp.asarray(free_mask, dtype=bool)
 
     def f(x):
         return fun(jnp.where(free, x, x0), args)
+
+    if method == "newton":
+        return _newton(f, free, x0, maxiter, gtol)
 
     value_and_grad = jax.value_and_grad(f)
     value0, grad0 = value_and_grad(x0)
@@ -196,3 +206,78 @@ def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps):
         cond, body, (x, value, grad, jnp.asarray(0), jnp.asarray(0), jnp.asarray(False))
     )
     return x, value, grad, accepted
+
+
+def _value_grad_hessian(f):
+    """``x -> (f(x), ∇f(x), ∇²f(x))`` in one forward-over-reverse pass."""
+
+    def grad_with_aux(x):
+        value, grad = jax.value_and_grad(f)(x)
+        return grad, (value, grad)
+
+    jac = jax.jacfwd(grad_with_aux, has_aux=True)
+
+    def evaluate(x):
+        hess, (value, grad) = jac(x)
+        return value, grad, hess
+
+    return evaluate
+
+
+def _newton_direction(grad, hess, free_f):
+    """``-H̃⁻¹ g`` with ``H̃`` the Hessian on the free coordinates, eigenvalues ``|λ|``
+    floored at 1e-10 of the largest, so the direction always descends."""
+    H = hess * jnp.outer(free_f, free_f) + jnp.diag(1.0 - free_f)
+    eigval, eigvec = jnp.linalg.eigh(0.5 * (H + H.T))
+    floor = 1e-10 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
+    eigval = jnp.maximum(jnp.abs(eigval), floor)
+    return -eigvec @ ((eigvec.T @ (grad * free_f)) / eigval)
+
+
+def _newton(f, free, x0, maxiter, gtol) -> OptResult:
+    """Damped Newton iterations with a backtracking line search (``method="newton"``)."""
+    evaluate = _value_grad_hessian(f)
+    free_f = free.astype(x0.dtype)
+
+    def body(carry):
+        x, value, grad, hess, it, n_eval, _ = carry
+        direction = _newton_direction(grad, hess, free_f)
+        slope = direction @ grad
+        tolerance = 1e-13 * jnp.maximum(1.0, jnp.abs(value))
+
+        def ls_cond(state):
+            step, trial, k = state
+            accept = trial <= value + jnp.minimum(1e-4 * step * slope, 0.0) + tolerance
+            return ~accept & (k < 60)
+
+        def ls_body(state):
+            step, _, k = state
+            step = 0.5 * step
+            return step, f(x + step * direction), k + 1
+
+        step, trial, k = jax.lax.while_loop(ls_cond, ls_body, (1.0, f(x + direction), 0))
+        found = (k < 60) & jnp.isfinite(trial)
+        new_x = jnp.where(found, x + step * direction, x)
+        new_value, new_grad, new_hess = evaluate(new_x)
+        scaled_new = _scaled_grad(new_value, new_grad)
+        progress = found & ((new_value < value) | (scaled_new < _scaled_grad(value, grad)))
+        status = jnp.where(
+            scaled_new <= gtol,
+            STATUS_CONVERGED,
+            jnp.where(
+                ~jnp.isfinite(new_value), STATUS_NONFINITE, jnp.where(progress, -1, STATUS_STALLED)
+            ),
+        )
+        return new_x, new_value, new_grad, new_hess, it + 1, n_eval + k + 2, status
+
+    def cond(carry):
+        *_, it, _, status = carry
+        return (status < 0) & (it < maxiter)
+
+    value0, grad0, hess0 = evaluate(x0)
+    status0 = jnp.where(_scaled_grad(value0, grad0) <= gtol, STATUS_CONVERGED, -1)
+    status0 = jnp.where(jnp.isfinite(value0), status0, STATUS_NONFINITE)
+    carry = (x0, value0, grad0, hess0, jnp.asarray(0), jnp.asarray(1), status0)
+    x, value, grad, _, n_iter, n_eval, status = jax.lax.while_loop(cond, body, carry)
+    status = jnp.where(status < 0, STATUS_MAXITER, status)
+    return OptResult(x, value, grad, n_iter, n_eval, n_iter, _scaled_grad(value, grad), status)

@@ -90,6 +90,10 @@ def test_fit_keywords(sleep_model, sleep_fit):
     )
     np.testing.assert_allclose(res.llf, sleep_fit.llf, rtol=1e-10)
     assert res.optim.method == "bfgs"
+    newton = sleep_model.fit(method="newton")
+    np.testing.assert_allclose(newton.llf, sleep_fit.llf, rtol=1e-12)
+    np.testing.assert_allclose(newton.theta, sleep_fit.theta, rtol=1e-5)
+    assert newton.optim.n_newton == newton.optim.n_iter > 0
     with pytest.raises(TypeError, match="bogus"):
         sleep_model.fit(bogus=1)
     with pytest.raises(ValueError, match="method"):
