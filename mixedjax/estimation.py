@@ -28,6 +28,7 @@ BOUNDARY_PROBE = 1e-3
 SINGULAR_TOL = 1e-4
 
 
+@partial(jax.jit, static_argnames=("structure",))
 def default_start(data: GroupedData, structure: CovStructure) -> jnp.ndarray:
     """Data-based starting ``θ``: diagonal, each random effect worth one residual variance.
 
