@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from mixedjax import conditioning, estimation
+from mixedjax import conditioning, estimation, safeguards
 from mixedjax.covariance import (
     CovStructure,
     MixedLMParams,
@@ -377,6 +377,16 @@ class MixedLM:
             method=method,
             maxiter=int(maxiter),
         )
+        result, n_restarts, saddle = safeguards.escape_saddle(
+            result,
+            free_theta,
+            std.data,
+            gtol,
+            structure=self.structure,
+            reml=bool(reml),
+            method=method,
+            maxiter=int(maxiter),
+        )
         theta_std, value_std, zeroed = estimation.snap_to_boundary(
             np.asarray(result.x),
             float(result.value),
@@ -388,7 +398,7 @@ class MixedLM:
         theta = conditioning.theta_to_original(std, theta_std, self.structure)
         value = conditioning.objective_to_original(std, value_std, self.nobs, bool(reml))
         status = int(result.status)
-        converged = status == STATUS_CONVERGED
+        converged = status == STATUS_CONVERGED and not saddle
         summary = OptSummary(
             method=method,
             theta_start=theta0,
@@ -402,16 +412,13 @@ class MixedLM:
             gtol=gtol,
             maxiter=int(maxiter),
             converged=converged,
-            message=STATUS_MESSAGES[status],
+            message="stopped at a saddle point" if saddle else STATUS_MESSAGES[status],
             boundary=zeroed,
             free_mask=free_theta,
         )
         if not converged:
             warnings.warn(
-                f"MixedLM fit did not converge: {STATUS_MESSAGES[status]} (scaled gradient "
-                f"{summary.scaled_gradient:.2e} > gtol {gtol:.0e} after {summary.n_iter} "
-                "iterations). Try method='bfgs', a larger maxiter, other start_params, or "
-                "check for a random-effects structure the data cannot support.",
+                safeguards.convergence_diagnosis(status, summary, saddle),
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -419,6 +426,7 @@ class MixedLM:
             jnp.asarray(theta_std), std.data, structure=self.structure, reml=bool(reml)
         )
         est = conditioning.estimates_to_original(std, est_std, self.structure, bool(reml))
+        safeguards.check_finite(theta, est)
         return MixedLMResults(self, theta, est, summary, bool(reml))
 
     def _standardized(self, center_re: bool) -> "conditioning.Standardized":
