@@ -15,7 +15,8 @@ transforms are
 
 where ``μ_y`` is the mean of ``y`` (0 without a constant column), ``s_y`` the root mean
 square of ``y - μ_y``, and ``A (p, p)`` centres (only when a constant column exists) and
-scales each non-constant column of ``X`` to unit root mean square; ``B (q, q)`` does the same
+scales each non-constant column of ``X`` to unit root mean square, then orthogonalizes the
+columns (QR), so near-collinear covariates do not degrade the likelihood; ``B (q, q)`` does the same
 for the correlated random-effects columns (``exog_re``; variance-component columns are left
 alone, their variances only pick up ``s_y²``). Since ``X A`` and ``Z B`` span the same
 spaces as ``X`` and ``Z``, the models are the same and, writing ``*`` for the standardized
@@ -120,7 +121,7 @@ def standardize(model, center_re: bool = True) -> Standardized:
     x_map = column_map(X, center=True)
     q = model.k_re
     z_map = column_map(model.exog_z[:, :q], center=center_re)
-    X_std = (X - x_map.shift) / x_map.scale
+    X_std, x_map = _orthonormalize(X, x_map)
     Z_std = model.exog_z.copy()
     Z_std[:, :q] = (Z_std[:, :q] - z_map.shift) / z_map.scale
     y_std = (y - y_center) / y_scale
@@ -128,6 +129,26 @@ def standardize(model, center_re: bool = True) -> Standardized:
     data = pad_groups(data, model.data.ZtZ.shape[0])
     const_value = float(X[0, const]) if const is not None else 1.0
     return Standardized(data, y_center, y_scale, x_map, z_map, const, const_value)
+
+
+def _orthonormalize(X: np.ndarray, x_map: ColumnMap) -> tuple[np.ndarray, ColumnMap]:
+    """``X* = X A`` with orthogonal columns of unit root mean square.
+
+    After centring and scaling, a QR factorisation ``X_c = QR`` gives ``X* = √n Q`` and
+    ``A = T R⁻¹ √n``: near-collinear covariates then cost nothing in the likelihood (whose
+    ML value does not depend on how ``X`` spans its space); their ill-conditioning is left
+    to ``β = A β*``, where it belongs.
+    """
+    X_c = (X - x_map.shift) / x_map.scale
+    n, p = X_c.shape
+    if p == 0 or n < p:
+        return X_c, x_map
+    Q, R = np.linalg.qr(X_c)
+    signs = np.where(np.diag(R) < 0, -1.0, 1.0)
+    Q, R = Q * signs, R * signs[:, None]
+    root_n = np.sqrt(n)
+    A = x_map.matrix @ np.linalg.solve(R, np.eye(p)) * root_n
+    return Q * root_n, x_map._replace(matrix=A)
 
 
 def _re_matrix(std: Standardized, structure: CovStructure) -> np.ndarray:
@@ -186,7 +207,7 @@ def objective_to_original(std: Standardized, objective: float, n_obs: float, rem
     dof = n_obs - p if reml else n_obs
     value = objective + 2.0 * dof * np.log(std.y_scale)
     if reml:
-        value = value + 2.0 * float(np.sum(np.log(std.x_map.scale)))
+        value = value - 2.0 * float(np.linalg.slogdet(std.x_map.matrix)[1])
     return float(value)
 
 
