@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from mixedjax import estimation
+from mixedjax import conditioning, estimation, safeguards
 from mixedjax.covariance import (
     CovStructure,
     MixedLMParams,
@@ -359,7 +359,11 @@ class MixedLM:
         if not (np.isfinite(gtol) and gtol > 0):
             raise ValueError(f"gtol must be a positive number, got {gtol!r}")
 
-        default_theta = np.asarray(estimation.default_start(self.data, self.structure))
+        # Fit on centred and scaled data (see mixedjax.conditioning); report on the original.
+        std = self._standardized(center_re=free is None)
+        default_theta = conditioning.theta_to_original(
+            std, estimation.default_start(std.data, self.structure), self.structure
+        )
         free_theta = self._free_mask(free)
         if start_params is not None:
             sp = self._as_params(start_params)
@@ -370,25 +374,37 @@ class MixedLM:
                 identity = cov_to_theta(np.eye(self.k_re), np.ones(self.k_vc), self.structure)
                 theta0 = np.where(free_theta, theta0, identity)
         result = estimation.fit_theta(
-            jnp.asarray(theta0),
+            jnp.asarray(conditioning.theta_to_standard(std, theta0, self.structure)),
             jnp.asarray(free_theta),
-            self.data,
+            std.data,
             gtol,
             structure=self.structure,
             reml=bool(reml),
             method=method,
             maxiter=int(maxiter),
         )
-        theta, value, zeroed = estimation.snap_to_boundary(
+        result, n_restarts, saddle = safeguards.escape_saddle(
+            result,
+            free_theta,
+            std.data,
+            gtol,
+            structure=self.structure,
+            reml=bool(reml),
+            method=method,
+            maxiter=int(maxiter),
+        )
+        theta_std, value_std, zeroed = estimation.snap_to_boundary(
             np.asarray(result.x),
             float(result.value),
             free_theta,
-            self.data,
+            std.data,
             self.structure,
             bool(reml),
         )
+        theta = conditioning.theta_to_original(std, theta_std, self.structure)
+        value = conditioning.objective_to_original(std, value_std, self.nobs, bool(reml))
         status = int(result.status)
-        converged = status == STATUS_CONVERGED
+        converged = status == STATUS_CONVERGED and not saddle
         summary = OptSummary(
             method=method,
             theta_start=theta0,
@@ -402,23 +418,29 @@ class MixedLM:
             gtol=gtol,
             maxiter=int(maxiter),
             converged=converged,
-            message=STATUS_MESSAGES[status],
+            message="stopped at a saddle point" if saddle else STATUS_MESSAGES[status],
             boundary=zeroed,
             free_mask=free_theta,
         )
         if not converged:
             warnings.warn(
-                f"MixedLM fit did not converge: {STATUS_MESSAGES[status]} (scaled gradient "
-                f"{summary.scaled_gradient:.2e} > gtol {gtol:.0e} after {summary.n_iter} "
-                "iterations). Try method='bfgs', a larger maxiter, other start_params, or "
-                "check for a random-effects structure the data cannot support.",
+                safeguards.convergence_diagnosis(status, summary, saddle),
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        est = estimation.estimates_at(
-            jnp.asarray(theta), self.data, structure=self.structure, reml=bool(reml)
+        est_std = estimation.estimates_at(
+            jnp.asarray(theta_std), std.data, structure=self.structure, reml=bool(reml)
         )
+        est = conditioning.estimates_to_original(std, est_std, self.structure, bool(reml))
+        safeguards.check_finite(theta, est)
         return MixedLMResults(self, theta, est, summary, bool(reml))
+
+    def _standardized(self, center_re: bool) -> "conditioning.Standardized":
+        """Centred and scaled copy of the data (computed once per ``center_re``)."""
+        cache = self.__dict__.setdefault("_standardized_cache", {})
+        if center_re not in cache:
+            cache[center_re] = conditioning.standardize(self, center_re)
+        return cache[center_re]
 
     def _free_mask(self, free) -> np.ndarray:
         """``free`` (statsmodels layout) as a boolean mask over ``θ``."""

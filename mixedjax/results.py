@@ -176,15 +176,10 @@ class MixedLMResults:
 
     @cached_property
     def _cov_user(self) -> np.ndarray:
-        import jax.numpy as jnp
+        from mixedjax.conditioning import variance_parameter_cov
 
-        info = inference.variance_information(
-            jnp.asarray(self._phi),
-            self.model.data,
-            structure=self.model.structure,
-            reml=self.reml,
-        )
-        return inference.invert_information(np.asarray(info))
+        # On the standardized data (well conditioned), mapped back exactly.
+        return variance_parameter_cov(self.model, self._phi, self.reml)
 
     @property
     def cov_re_params(self) -> pd.DataFrame:
