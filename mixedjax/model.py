@@ -187,12 +187,27 @@ class MixedLM:
     ) -> "MixedLM":
         """Build a model from formulas (statsmodels' ``MixedLM.from_formula``).
 
+        A formula with lme4 bar terms (``"y ~ x + (x | g) + (1 | h)"``) needs no ``groups``:
+        the model is built by :func:`mixedjax.structure.model_from_lme4`, which returns a
+        ``MixedLM`` for one grouping factor (with nested factors as variance components)
+        and a :class:`~mixedjax.crossed_model.CrossedMixedLM` for crossed factors.
+
         ``groups`` is a column name of ``data`` or an array; ``re_formula`` (e.g. ``"~Days"``)
         gives the random-effects design; ``vc_formula`` maps variance-component names to
         formulas evaluated within each group (e.g. ``{"cask": "0 + C(cask)"}``).
         """
         from mixedjax.formula import design_from_formulas
+        from mixedjax.lme4_formula import has_bar_terms
 
+        if has_bar_terms(formula):
+            if groups is not None or re_formula is not None or vc_formula:
+                raise ValueError(
+                    "formula has lme4 random-effects terms '(x | g)': do not also pass "
+                    "groups, re_formula or vc_formula"
+                )
+            from mixedjax.structure import model_from_lme4
+
+            return model_from_lme4(formula, data, subset=subset, missing=missing, **kwargs)
         if args:
             raise TypeError("from_formula takes no extra positional arguments")
         if use_sparse:
