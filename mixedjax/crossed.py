@@ -34,6 +34,7 @@ the number of pair products (``c_k(j)``: levels of ``k`` met by level ``j`` of f
 1). The gradient (reverse mode) costs a small multiple of that.
 """
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -78,14 +79,12 @@ class CrossedFactor(NamedTuple):
         factors: ``T_k`` per term.
         chol1: ``(n_1, q_1, q_1)`` ``L_{11}`` per level.
         w1: ``(n_1, q_1, p+1)`` ``L_{W1}'`` per level (``L_{11}^{-1} T_1' Z_1'W``).
-        pairs: per dense term ``(nnz_k, q_1, q_k)`` ``L_{k1}'`` per pair.
-        dense: ``(M + p + 1, M + p + 1)`` lower Cholesky factor of the dense block.
+        dense: ``(M + p + 1, M + p + 1)`` the dense block (Schur complement) ``D``.
     """
 
     factors: list
     chol1: jnp.ndarray
     w1: jnp.ndarray
-    pairs: list
     dense: jnp.ndarray
 
 
@@ -97,51 +96,99 @@ def factorize(theta: jnp.ndarray, data: CrossedData, structure: CrossedStructure
     M1 = jnp.einsum("ji,gjk,kl->gil", T1, data.diag1, T1) + jnp.eye(q1, dtype=theta.dtype)
     chol1 = smallmat.cholesky(M1)
     w1 = smallmat.solve_lower(chol1, jnp.einsum("ji,gjm->gim", T1, data.w1))
-    pairs = []
-    for k in range(len(structure.q) - 1):
-        Tk = factors[k + 1]
-        scaled = jnp.einsum("ji,ajk,kl->ail", T1, jnp.swapaxes(data.pair_block[k], 1, 2), Tk)
-        pairs.append(smallmat.solve_lower(chol1[data.pair_level1[k]], scaled))
+    # H_j = T_1 M_j^{-1} T_1': every Schur product L_r1 L_s1' is A_r1 H A_1s, linear in H
+    V = smallmat.solve_lower(chol1, jnp.broadcast_to(T1.T, chol1.shape))
+    H = jnp.einsum("grc,grd->gcd", V, V)
 
     M = structure.n_dense
     m = M + structure.p + 1
-    schur = jnp.zeros((m, m), theta.dtype)
-    schur = schur.at[M:, M:].set(jnp.einsum("gri,grj->ij", w1, w1))
+    inner = jnp.zeros((m, m), theta.dtype)
+    inner = inner.at[M:, M:].set(jnp.einsum("gcw,gcd,gdv->wv", data.w1, H, data.w1))
     index = 0
     for k in range(len(structure.q) - 1):
         qk, nk, ok = structure.q[k + 1], structure.n_levels[k + 1], structure.offsets[k]
-        # L_k1 L_W1' : segment sum over the pairs of term k
-        kw = jnp.einsum("ari,arj->aij", pairs[k], w1[data.pair_level1[k]])
-        kw = jax.ops.segment_sum(kw, data.pair_level[k], num_segments=nk)
-        schur = schur.at[ok : ok + nk * qk, M:].set(kw.reshape(nk * qk, -1))
-        schur = schur.at[M:, ok : ok + nk * qk].set(kw.reshape(nk * qk, -1).T)
+        j = data.pair_level1[k]
+        kw = jnp.einsum("arc,acd,adw->arw", data.pair_block[k], H[j], data.w1[j])
+        kw = jax.ops.segment_sum(kw, data.pair_level[k], num_segments=nk).reshape(nk * qk, -1)
+        inner = inner.at[ok : ok + nk * qk, M:].set(kw)
+        inner = inner.at[M:, ok : ok + nk * qk].set(kw.T)
         for l in range(k + 1):
             ql, nl, ol = structure.q[l + 1], structure.n_levels[l + 1], structure.offsets[l]
-            a, b = data.prod_a[index], data.prod_b[index]
-            vals = jnp.einsum("pri,prj->pij", pairs[k][a], pairs[l][b])
+            vals = jnp.einsum("prscd,pcd->prs", data.prod_kernel[index], H[data.prod_j[index]])
             block = jax.ops.segment_sum(
                 vals, data.prod_target[index], num_segments=nk * nl, indices_are_sorted=True
             )
             block = block.reshape(nk, nl, qk, ql).transpose(0, 2, 1, 3).reshape(nk * qk, nl * ql)
-            schur = schur.at[ok : ok + nk * qk, ol : ol + nl * ql].set(block)
+            if l == k:  # only a <= b was summed (diagonal halved): Y + Y'
+                block = block + block.T
+            inner = inner.at[ok : ok + nk * qk, ol : ol + nl * ql].set(block)
             if l != k:
-                schur = schur.at[ol : ol + nl * ql, ok : ok + nk * qk].set(block.T)
+                inner = inner.at[ol : ol + nl * ql, ok : ok + nk * qk].set(block.T)
             index += 1
     identity = jnp.concatenate([jnp.ones(M, theta.dtype), jnp.zeros(m - M, theta.dtype)])
-    dense = _scale_dense(data.dense, factors, structure) + jnp.diag(identity) - schur
-    return CrossedFactor(factors, chol1, w1, pairs, jnp.linalg.cholesky(dense))
+    dense = _scale_dense(data.dense - inner, factors, structure) + jnp.diag(identity)
+    return CrossedFactor(factors, chol1, w1, dense)
+
+
+def pair_factors(f: "CrossedFactor", data: CrossedData, structure: CrossedStructure):
+    """``L_{k1}'`` per pair of each dense term: ``(nnz_k, q_1, q_k)``
+    ``= L_{11,j}^{-1} T_1' (Z_k'Z_1)_a' T_k``."""
+    out = []
+    for k in range(len(structure.q) - 1):
+        blocks = jnp.swapaxes(data.pair_block[k], 1, 2)
+        scaled = jnp.einsum("ji,ajk,kl->ail", f.factors[0], blocks, f.factors[k + 1])
+        out.append(smallmat.solve_lower(f.chol1[data.pair_level1[k]], scaled))
+    return out
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def dense_logdets(dense: jnp.ndarray, M: int, p: int) -> jnp.ndarray:
+    """``(log|D_ZZ|, log|R_X|², log pwrss)`` of the dense block ``D`` (``(3,)``).
+
+    With ``D = L L'``: ``2 Σ_{i<M} log L_ii``, ``2 Σ_{M≤i<M+p} log L_ii`` and
+    ``log L_{mm}²``. Each is a difference of log-determinants of leading blocks of ``D``,
+    so its derivative is ``tr(G dD)`` with ``G = Σ_{r ∈ rows} ℓ_r ℓ_r'`` over rows ``ℓ_r``
+    of ``L^{-1}`` (``r < M``; ``M ≤ r < M+p``; ``r = m-1``). This custom rule (one
+    triangular inverse and one matrix product) is about twice as fast in reverse mode as
+    differentiating through the Cholesky factorisation.
+    """
+    diag = jnp.diagonal(jnp.linalg.cholesky(dense))
+    return _logdets_from_diag(diag, M, p)
+
+
+def _logdets_from_diag(diag, M, p):
+    return jnp.stack(
+        [
+            2.0 * jnp.sum(jnp.log(diag[:M])),
+            2.0 * jnp.sum(jnp.log(diag[M : M + p])),
+            2.0 * jnp.log(diag[M + p]),
+        ]
+    )
+
+
+@dense_logdets.defjvp
+def _dense_logdets_jvp(M, p, primals, tangents):
+    (dense,), (d_dense,) = primals, tangents
+    L = jnp.linalg.cholesky(dense)
+    L_inv = jax.scipy.linalg.solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
+    G_Z = L_inv[:M].T @ L_inv[:M]
+    d_Z = jnp.sum(G_Z * d_dense)
+    rows_X = L_inv[M : M + p]
+    d_X = jnp.sum((rows_X @ d_dense) * rows_X)
+    last = L_inv[M + p]
+    d_y = last @ d_dense @ last
+    return _logdets_from_diag(jnp.diagonal(L), M, p), jnp.stack([d_Z, d_X, d_y])
 
 
 def objective_from_factor(f: CrossedFactor, n_obs, structure: CrossedStructure, reml: bool):
     """``-2 log L`` (ML) or the REML criterion from the factor (σ², β profiled out)."""
     M, p = structure.n_dense, structure.p
-    diag = jnp.diagonal(f.dense)
-    logdet_V = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol1)) + 2.0 * jnp.sum(jnp.log(diag[:M]))
-    pwrss = diag[M + p] ** 2
+    logdet_Z, logdet_X, log_pwrss = dense_logdets(f.dense, M, p)
+    logdet_V = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol1)) + logdet_Z
     dof = n_obs - p if reml else n_obs
-    value = logdet_V + dof * (1.0 + LOG_2PI + jnp.log(pwrss / dof))
+    value = logdet_V + dof * (1.0 + LOG_2PI + log_pwrss - jnp.log(dof))
     if reml:
-        value = value + 2.0 * jnp.sum(jnp.log(diag[M : M + p]))
+        value = value + logdet_X
     return value
 
 
@@ -180,9 +227,10 @@ def estimates(theta, data: CrossedData, structure: CrossedStructure, reml: bool)
     with ``X_j = L_{D1}[:, j] L_{11,j}^{-1}`` (summed over pair products).
     """
     f = factorize(theta, data, structure)
+    pairs = pair_factors(f, data, structure)
     M, p = structure.n_dense, structure.p
     n_obs = data.n_obs
-    L = f.dense
+    L = jnp.linalg.cholesky(f.dense)
     L_XX = L[M : M + p, M : M + p]
     beta = jax.scipy.linalg.solve_triangular(L_XX.T, L[M + p, M : M + p], lower=False)
     pwrss = L[M + p, M + p] ** 2
@@ -198,7 +246,7 @@ def estimates(theta, data: CrossedData, structure: CrossedStructure, reml: bool)
     for k in range(len(structure.q) - 1):
         qk, nk, ok = structure.q[k + 1], structure.n_levels[k + 1], structure.offsets[k]
         u_k = u_dense[ok : ok + nk * qk].reshape(nk, qk)
-        contrib = jnp.einsum("aik,ak->ai", f.pairs[k], u_k[data.pair_level[k]])
+        contrib = jnp.einsum("aik,ak->ai", pairs[k], u_k[data.pair_level[k]])
         r1 = r1 - jax.ops.segment_sum(contrib, data.pair_level1[k], num_segments=r1.shape[0])
     u1 = smallmat.solve_upper_transposed(f.chol1, r1[..., None])[..., 0]
 
@@ -209,7 +257,7 @@ def estimates(theta, data: CrossedData, structure: CrossedStructure, reml: bool)
     chol1_inv = smallmat.solve_lower(f.chol1, eye1)  # L_11^{-1} per level
     cov1 = jnp.einsum("gki,gkj->gij", chol1_inv, chol1_inv)
     X = [
-        jnp.einsum("aik,aij->akj", f.pairs[k], chol1_inv[data.pair_level1[k]])
+        jnp.einsum("aik,aij->akj", pairs[k], chol1_inv[data.pair_level1[k]])
         for k in range(len(structure.q) - 1)
     ]  # (nnz_k, q_k, q_1): rows of L_{D1} L_{11}^{-1}
     index = 0
@@ -222,8 +270,9 @@ def estimates(theta, data: CrossedData, structure: CrossedStructure, reml: bool)
             cols = ol + data.pair_level[l][b][:, None] * ql + jnp.arange(ql)
             Cab = C[rows[:, :, None], cols[:, None, :]]  # (P, q_k, q_l)
             term = jnp.einsum("pki,pkl,plj->pij", X[k][a], Cab, X[l][b])
-            if l != k:
-                term = term + jnp.swapaxes(term, 1, 2)
+            if l == k:  # only a <= b is listed: count a < b twice, a == b once
+                term = term * jnp.where(a == b, 0.5, 1.0)[:, None, None]
+            term = term + jnp.swapaxes(term, 1, 2)
             cov1 = cov1 + jax.ops.segment_sum(
                 term, data.pair_level1[k][a], num_segments=cov1.shape[0]
             )

@@ -90,6 +90,9 @@ class CrossedData(NamedTuple):
         prod_a, prod_b: per ``(k, l)`` with ``k ≥ l`` (row-major order), ``(P_kl,)`` pair
             indices of the pair products, sorted by target.
         prod_target: per ``(k, l)``, ``(P_kl,)`` flat target ``level_k * n_l + level_l``.
+        prod_j: per ``(k, l)``, ``(P_kl,)`` the factor-1 level the two pairs share.
+        prod_kernel: per ``(k, l)``, ``(P_kl, q_k, q_l, q_1, q_1)`` the fixed product
+            ``B_a[r, c] B_b[s, d]`` of the two pairs' blocks.
         dense: ``(M + p + 1, M + p + 1)`` ``[Z_D X y]'[Z_D X y]``.
         n_obs: ``()`` number of observations.
     """
@@ -102,6 +105,8 @@ class CrossedData(NamedTuple):
     prod_a: tuple
     prod_b: tuple
     prod_target: tuple
+    prod_j: tuple
+    prod_kernel: tuple
     dense: jnp.ndarray
     n_obs: jnp.ndarray
 
@@ -132,23 +137,37 @@ def _pairs(term: RandomTerm, first: RandomTerm):
 
 
 def count_pair_products(level1_k: np.ndarray, level1_l: np.ndarray, n1: int) -> int:
-    """``Σ_j c_k(j) c_l(j)``: the number of pair products of two terms."""
+    """``Σ_j c_k(j) c_l(j)``: the number of pair products of two terms (an upper bound
+    for a term with itself, where only half are kept)."""
     ck = np.bincount(level1_k, minlength=n1).astype(np.int64)
     cl = np.bincount(level1_l, minlength=n1).astype(np.int64)
     return int(ck @ cl)
 
 
-def _pair_products(level_k, level1_k, level_l, level1_l, n1, n_l):
-    """All ``(a, b)`` with ``level1_k[a] == level1_l[b]`` (both sorted by ``level1``)."""
+def _pair_products(level_k, level1_k, level_l, level1_l, n1, n_l, same: bool):
+    """All ``(a, b)`` with ``level1_k[a] == level1_l[b]`` (both sorted by ``level1``);
+    for a term with itself (``same``) only ``a <= b``: the block is ``Y + Y'``."""
     cl = np.bincount(level1_l, minlength=n1)
     start_l = np.concatenate([[0], np.cumsum(cl)[:-1]])
     reps = cl[level1_k]
     a = np.repeat(np.arange(level_k.size), reps)
     first = np.repeat(np.cumsum(reps) - reps, reps)
     b = start_l[level1_k][a] + (np.arange(a.size) - first)
+    if same:
+        a, b = a[a <= b], b[a <= b]
     target = level_k[a] * n_l + level_l[b]
     order = np.argsort(target, kind="stable")
     return a[order].astype(np.int32), b[order].astype(np.int32), target[order]
+
+
+def _kernel(pairs, products, key) -> jnp.ndarray:
+    """``B_a[r, c] B_b[s, d]`` per pair product; halved where ``a == b`` of one term (the
+    block is then assembled as ``Y + Y'``)."""
+    a, b = products[key][0], products[key][1]
+    kernel = np.einsum("prc,psd->prscd", pairs[key[0]][2][a], pairs[key[1]][2][b])
+    if key[0] == key[1]:
+        kernel[a == b] *= 0.5
+    return jnp.asarray(kernel)
 
 
 def available_memory() -> int:
@@ -176,7 +195,7 @@ def memory_estimate(structure: CrossedStructure, n_pairs, n_products) -> int:
     for k, nnz in enumerate(n_pairs):
         total += 4 * 8 * nnz * q[k + 1] * q[0] + 16 * nnz
     for (k, l), count in n_products.items():
-        total += count * (12 + 3 * 8 * q[k + 1] * q[l + 1])
+        total += count * (16 + 4 * 8 * q[k + 1] * q[l + 1] * q[0] * q[0])
     return int(total)
 
 
@@ -217,7 +236,7 @@ def crossed_crossprods(
     for k in range(len(rest)):
         for l in range(k + 1):
             products[(k, l)] = _pair_products(
-                pairs[k][0], pairs[k][1], pairs[l][0], pairs[l][1], n1, rest[l].n_levels
+                pairs[k][0], pairs[k][1], pairs[l][0], pairs[l][1], n1, rest[l].n_levels, k == l
             )
     M = structure.n_dense
     m = M + W.shape[1]
@@ -248,6 +267,11 @@ def crossed_crossprods(
         prod_target=tuple(
             jnp.asarray(products[key][2].astype(np.int32)) for key in sorted(products)
         ),
+        prod_j=tuple(
+            jnp.asarray(pairs[key[0]][1][products[key][0]].astype(np.int32))
+            for key in sorted(products)
+        ),
+        prod_kernel=tuple(_kernel(pairs, products, key) for key in sorted(products)),
         dense=jnp.asarray(dense),
         n_obs=jnp.asarray(float(endog.shape[0])),
     )

@@ -86,8 +86,10 @@ class CrossedMixedLMResults:
 
     @property
     def vcomp(self) -> np.ndarray:
-        """Variances of the terms, one per term and column (data scale)."""
-        return np.concatenate([np.diag(t.cov) for t in self.term_estimates])
+        """Variances of the terms, one per term and column (data scale), with the terms in
+        the order they were given (statsmodels' ``vc_formula`` order)."""
+        terms = [self.term_estimates[k] for k in self.model.input_order]
+        return np.concatenate([np.diag(t.cov) for t in terms])
 
     def cov_params(self) -> pd.DataFrame:
         """Covariance of the fixed effects (lme4's ``vcov``)."""
