@@ -209,9 +209,9 @@ def check_memory(structure: CrossedStructure, n_pairs, n_products, what: str = "
             f"{what}the crossed random effects need about {need / 2**30:.1f} GiB "
             f"({need} bytes: a dense {m} x {m} Schur-complement block and "
             f"{sum(n_products.values())} sparse pair products) but only "
-            f"{have / 2**30:.1f} GiB is available. Put the factor with the most levels first "
-            "is automatic; reduce the number of levels of the second-largest factors "
-            f"(levels per term: {structure.n_levels})."
+            f"{have / 2**30:.1f} GiB is available. The largest factor is handled level by "
+            "level; the dense block holds the other factors' random effects (levels per "
+            f"term: {structure.n_levels}), so it fits with fewer levels there."
         )
 
 
