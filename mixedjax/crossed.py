@@ -114,6 +114,17 @@ def factorize(theta: jnp.ndarray, data: CrossedData, structure: CrossedStructure
         inner = inner.at[M:, ok : ok + nk * qk].set(kw.T)
         for l in range(k + 1):
             ql, nl, ol = structure.q[l + 1], structure.n_levels[l + 1], structure.offsets[l]
+            if structure.is_small(k):  # Σ_b (Z_1'Z_k)_j' H_j B_b' over the pairs b of term l
+                jb = data.pair_level1[l]
+                Ad = data.small_dense[k][jb]  # (nnz_l, q_1, n_k, q_k)
+                vals = jnp.einsum("bckr,bcd,bsd->bkrs", Ad, H[jb], data.pair_block[l])
+                seg = jax.ops.segment_sum(vals, data.pair_level[l], num_segments=nl)
+                block = seg.transpose(1, 2, 0, 3).reshape(nk * qk, nl * ql)
+                inner = inner.at[ok : ok + nk * qk, ol : ol + nl * ql].set(block)
+                if l != k:
+                    inner = inner.at[ol : ol + nl * ql, ok : ok + nk * qk].set(block.T)
+                index += 1
+                continue
             vals = jnp.einsum("prscd,pcd->prs", data.prod_kernel[index], H[data.prod_j[index]])
             block = jax.ops.segment_sum(
                 vals, data.prod_target[index], num_segments=nk * nl, indices_are_sorted=True

@@ -38,11 +38,20 @@ class CrossedStructure:
         q: columns per term, in θ order (decreasing number of levels).
         n_levels: levels per term.
         p: number of fixed effects.
+        small: per dense term (all but the first), whether it has at most
+            :data:`SMALL_TERM` random effects; its Schur products are then formed from a
+            dense ``(n_1, q_1, n_k, q_k)`` copy of ``Z_1'Z_k`` (cost ``nnz_l n_k``) instead
+            of pair products.
     """
+
+    def is_small(self, k: int) -> bool:
+        """Whether dense term ``k`` (0-based, after the first) uses the small-term path."""
+        return bool(self.small[k]) if self.small else False
 
     q: tuple[int, ...]
     n_levels: tuple[int, ...]
     p: int
+    small: tuple[bool, ...] = ()
 
     @property
     def n_dense(self) -> int:
@@ -92,7 +101,9 @@ class CrossedData(NamedTuple):
         prod_target: per ``(k, l)``, ``(P_kl,)`` flat target ``level_k * n_l + level_l``.
         prod_j: per ``(k, l)``, ``(P_kl,)`` the factor-1 level the two pairs share.
         prod_kernel: per ``(k, l)``, ``(P_kl, q_k, q_l, q_1, q_1)`` the fixed product
-            ``B_a[r, c] B_b[s, d]`` of the two pairs' blocks.
+            ``B_a[r, c] B_b[s, d]`` of the two pairs' blocks (empty for a small term ``k``).
+        small_dense: per dense term, ``(n_1, q_1, n_k, q_k)`` ``Z_1'Z_k`` per level of
+            factor 1 for a small term (empty otherwise).
         dense: ``(M + p + 1, M + p + 1)`` ``[Z_D X y]'[Z_D X y]``.
         n_obs: ``()`` number of observations.
     """
@@ -107,6 +118,7 @@ class CrossedData(NamedTuple):
     prod_target: tuple
     prod_j: tuple
     prod_kernel: tuple
+    small_dense: tuple
     dense: jnp.ndarray
     n_obs: jnp.ndarray
 
@@ -160,6 +172,14 @@ def _pair_products(level_k, level1_k, level_l, level1_l, n1, n_l, same: bool):
     return a[order].astype(np.int32), b[order].astype(np.int32), target[order]
 
 
+def _small_dense(term: RandomTerm, first: RandomTerm) -> np.ndarray:
+    """``Z_1'Z_k`` per level of factor 1 as a dense ``(n_1, q_1, n_k, q_k)`` array."""
+    keys = first.codes.astype(np.int64) * term.n_levels + term.codes
+    blocks = _segment_products(keys, first.n_levels * term.n_levels, first.design, term.design)
+    blocks = blocks.reshape(first.n_levels, term.n_levels, first.q, term.q)
+    return blocks.transpose(0, 2, 1, 3)
+
+
 def _kernel(pairs, products, key) -> jnp.ndarray:
     """``B_a[r, c] B_b[s, d]`` per pair product; halved where ``a == b`` of one term (the
     block is then assembled as ``Y + Y'``)."""
@@ -168,6 +188,10 @@ def _kernel(pairs, products, key) -> jnp.ndarray:
     if key[0] == key[1]:
         kernel[a == b] *= 0.5
     return jnp.asarray(kernel)
+
+
+#: Dense terms with at most this many random effects (``n_k q_k``) use the small-term path.
+SMALL_TERM = 64
 
 
 def available_memory() -> int:
@@ -223,7 +247,10 @@ def crossed_crossprods(
     n1 = first.n_levels
     W = np.column_stack([exog, endog])
     structure = CrossedStructure(
-        tuple(t.q for t in terms), tuple(t.n_levels for t in terms), exog.shape[1]
+        tuple(t.q for t in terms),
+        tuple(t.n_levels for t in terms),
+        exog.shape[1],
+        tuple(t.n_levels * t.q <= SMALL_TERM for t in rest),
     )
     pairs = [_pairs(t, first) for t in rest]
     n_products = {}
@@ -269,9 +296,20 @@ def crossed_crossprods(
         ),
         prod_j=tuple(
             jnp.asarray(pairs[key[0]][1][products[key][0]].astype(np.int32))
+            if not structure.is_small(key[0])
+            else jnp.zeros(0, jnp.int32)
             for key in sorted(products)
         ),
-        prod_kernel=tuple(_kernel(pairs, products, key) for key in sorted(products)),
+        prod_kernel=tuple(
+            _kernel(pairs, products, key)
+            if not structure.is_small(key[0])
+            else jnp.zeros((0, 1, 1, 1, 1))
+            for key in sorted(products)
+        ),
+        small_dense=tuple(
+            jnp.asarray(_small_dense(t, first)) if structure.is_small(k) else jnp.zeros(0)
+            for k, t in enumerate(rest)
+        ),
         dense=jnp.asarray(dense),
         n_obs=jnp.asarray(float(endog.shape[0])),
     )

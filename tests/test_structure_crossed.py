@@ -14,12 +14,11 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax import crossed
+from mixedjax import crossed, crossed_data
 from mixedjax.crossed_model import deviance_at, estimates_at
 
 
-@pytest.fixture(scope="module")
-def model():
+def _build():
     rng = np.random.default_rng(3)
     n = 90
     df = pd.DataFrame(
@@ -34,6 +33,29 @@ def model():
     df["y"] = 1 + df.x + rng.normal(size=n) + rng.normal(size=10)[df.f1.astype(int)]
     m = mixedjax.mixedlm("y ~ x + z + (x | f1) + (1 + x | f2) + (1 | f3)", df)
     assert isinstance(m, mixedjax.CrossedMixedLM)
+    return m
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Default paths: both dense terms are small (dense ``Z_1'Z_k`` copies)."""
+    m = _build()
+    assert m.structure.small == (True, True)
+    return m
+
+
+@pytest.fixture(scope="module", params=["small-terms", "pair-products"])
+def any_path(request, model):
+    """The model through each Schur-product path (pair products forced by a zero limit)."""
+    if request.param == "small-terms":
+        return model
+    limit = crossed_data.SMALL_TERM
+    crossed_data.SMALL_TERM = 0
+    try:
+        m = _build()
+    finally:
+        crossed_data.SMALL_TERM = limit
+    assert m.structure.small == (False, False)
     return m
 
 
@@ -87,26 +109,29 @@ THETA = np.array([0.8, 0.3, 0.6, 1.1, -0.4, 0.5, 0.7])
 
 
 @pytest.mark.parametrize("reml", [True, False])
-def test_deviance_matches_dense_oracle(model, reml):
-    dev = float(deviance_at(THETA, model.data, structure=model.structure, reml=reml))
-    np.testing.assert_allclose(dev, _oracle(model, THETA, reml)[0], rtol=1e-10)
+def test_deviance_matches_dense_oracle(any_path, reml):
+    m = any_path
+    dev = float(deviance_at(THETA, m.data, structure=m.structure, reml=reml))
+    np.testing.assert_allclose(dev, _oracle(m, THETA, reml)[0], rtol=1e-10)
 
 
-def test_gradient_matches_finite_differences(model):
+def test_gradient_matches_finite_differences(any_path):
     import jax
 
-    grad = jax.grad(lambda t: crossed.deviance(t, model.data, model.structure, True))(THETA)
+    m = any_path
+    grad = jax.grad(lambda t: crossed.deviance(t, m.data, m.structure, True))(THETA)
     h = 1e-6
     fd = [
-        (model.deviance(THETA + h * e) - model.deviance(THETA - h * e)) / (2 * h)
+        (m.deviance(THETA + h * e) - m.deviance(THETA - h * e)) / (2 * h)
         for e in np.eye(THETA.size)
     ]
     np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-5, atol=1e-6)
 
 
-def test_estimates_match_dense_oracle(model):
-    est = estimates_at(THETA, model.data, structure=model.structure, reml=True)
-    _, beta, scale, cov_beta, blups, cond_sd = _oracle(model, THETA, True)
+def test_estimates_match_dense_oracle(any_path):
+    m = any_path
+    est = estimates_at(THETA, m.data, structure=m.structure, reml=True)
+    _, beta, scale, cov_beta, blups, cond_sd = _oracle(m, THETA, True)
     np.testing.assert_allclose(np.asarray(est.beta), beta, rtol=1e-9)
     np.testing.assert_allclose(float(est.scale), scale, rtol=1e-9)
     np.testing.assert_allclose(np.asarray(est.cov_beta), cov_beta, rtol=1e-9)
