@@ -8,15 +8,21 @@ from mixedjax import (
     datasets,
 )
 from mixedjax.covariance import MixedLMParams
+from mixedjax.crossed_model import CrossedMixedLM
+from mixedjax.crossed_results import CrossedMixedLMResults
 from mixedjax.model import ConvergenceWarning, MixedLM
 from mixedjax.results import MixedLMResults, OptSummary
+from mixedjax.structure import mixedlm
 
 __all__ = [
     "ConvergenceWarning",
+    "CrossedMixedLM",
+    "CrossedMixedLMResults",
     "MixedLM",
     "MixedLMParams",
     "MixedLMResults",
     "OptSummary",
     "datasets",
+    "mixedlm",
 ]
 __version__ = "0.1.0"

@@ -140,6 +140,18 @@ class MixedLM:
                 f"groups has {n_groups} level(s): random effects in exog_re need at least two "
                 "groups (a single all-rows group is only valid with exog_vc)"
             )
+        self._crossed = None
+        if n_groups == 1 and Z.shape[1] == 0 and vc_designs:  # statsmodels' crossed spelling
+            from mixedjax.statsmodels_crossed import DENSE_VC_LIMIT, terms_from_vc_designs
+
+            terms = terms_from_vc_designs(vc_names, vc_designs, vc_colnames)
+            if terms is not None:
+                from mixedjax.crossed_model import CrossedMixedLM
+
+                self._crossed = CrossedMixedLM(y[:, 0], X, terms, exog_names, endog_names or "y")
+                if sum(d.shape[1] for d in vc_designs) > DENSE_VC_LIMIT:
+                    self._init_crossed_only(y, X, exog_names, endog_names, vc_names, missing)
+                    return
         local = [localize_columns(d, codes, n_groups) for d in vc_designs]
         self.endog = y[:, 0]
         self.exog = X
@@ -175,6 +187,54 @@ class MixedLM:
         data = group_crossprods(self.endog, X, self.exog_z, codes, n_groups)
         self.data: GroupedData = pad_groups(data, bucket_size(n_groups))
 
+    def _init_crossed_only(self, y, X, exog_names, endog_names, vc_names, missing) -> None:
+        """Attributes of a one-group crossed model too large for the dense per-group path."""
+        n = y.shape[0]
+        self.endog, self.exog, self.exog_re = y[:, 0], X, np.zeros((n, 0))
+        self.group_codes = np.zeros(n, dtype=np.int64)
+        self.group_labels = np.asarray([0])
+        self.n_groups = 1
+        self.endog_names = str(endog_names or "y")
+        self.exog_names, self.exog_re_names = list(exog_names), []
+        self.vc_names = list(vc_names)
+        self.use_sqrt, self.missing = True, missing
+        self.k_fe, self.k_re, self.k_re2, self.k_vc = X.shape[1], 0, 0, len(vc_names)
+        self.nobs = self.n_totobs = n
+        self.group_sizes = np.asarray([n])
+        self.data = None
+
+    def _require_dense(self) -> None:
+        if self.data is None:
+            raise ValueError(
+                "this model has one all-rows group with many indicator variance components; "
+                "it is fitted by the crossed engine (fit()), and loglike/score/hessian in "
+                "statsmodels' parameterization are not built for it"
+            )
+
+    def _fit_crossed(self, start_params, reml, free, method, maxiter, gtol):
+        """Fit statsmodels' crossed spelling with the crossed engine (θ = √τ₁ per term)."""
+        order = self._crossed.input_order  # θ position of each vc component
+        theta0 = free_theta = None
+        if start_params is not None:
+            vc = np.asarray(self._as_params(start_params).vcomp, dtype=float)
+            theta0 = np.zeros(len(order))
+            theta0[order] = np.sqrt(vc)
+        if free is not None:
+            if isinstance(free, MixedLMParams):
+                mask = free.vcomp
+            else:
+                mask = np.asarray(free)[-len(order) :]
+            free_theta = np.zeros(len(order), dtype=bool)
+            free_theta[order] = np.asarray(mask) != 0
+        return self._crossed.fit(
+            start_params=theta0,
+            reml=reml,
+            free=free_theta,
+            method=method,
+            maxiter=maxiter,
+            gtol=gtol,
+        )
+
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_formula(
@@ -192,16 +252,36 @@ class MixedLM:
     ) -> "MixedLM":
         """Build a model from formulas (statsmodels' ``MixedLM.from_formula``).
 
+        A formula with lme4 bar terms (``"y ~ x + (x | g) + (1 | h)"``) needs no ``groups``:
+        the model is built by :func:`mixedjax.structure.model_from_lme4`, which returns a
+        ``MixedLM`` for one grouping factor (with nested factors as variance components)
+        and a :class:`~mixedjax.crossed_model.CrossedMixedLM` for crossed factors.
+
         ``groups`` is a column name of ``data`` or an array; ``re_formula`` (e.g. ``"~Days"``)
         gives the random-effects design; ``vc_formula`` maps variance-component names to
         formulas evaluated within each group (e.g. ``{"cask": "0 + C(cask)"}``).
         """
         from mixedjax.formula import design_from_formulas
+        from mixedjax.lme4_formula import has_bar_terms
 
+        if has_bar_terms(formula):
+            if groups is not None or re_formula is not None or vc_formula:
+                raise ValueError(
+                    "formula has lme4 random-effects terms '(x | g)': do not also pass "
+                    "groups, re_formula or vc_formula"
+                )
+            from mixedjax.structure import model_from_lme4
+
+            return model_from_lme4(formula, data, subset=subset, missing=missing, **kwargs)
         if args:
             raise TypeError("from_formula takes no extra positional arguments")
         if use_sparse:
             warnings.warn("use_sparse is ignored: mixedjax never forms Z densely", stacklevel=2)
+        from mixedjax.statsmodels_crossed import crossed_from_formula
+
+        crossed = crossed_from_formula(formula, data, groups, re_formula, vc_formula, subset)
+        if crossed is not None and not kwargs:  # one all-rows group + indicator components
+            return crossed
         design = design_from_formulas(formula, data, groups, re_formula, vc_formula, subset)
         model = cls.__new__(cls)
         model._formula_re_names = design.re_names
@@ -267,6 +347,7 @@ class MixedLM:
         this model's ``use_sqrt`` parameterization). With ``profile_fe`` the fixed effects
         are replaced by their GLS estimate, otherwise ``params.fe_params`` is used.
         """
+        self._require_dense()
         p = self._as_params(params)
         has_fe = not profile_fe
         if has_fe and p.fe_params is None:
@@ -286,6 +367,7 @@ class MixedLM:
     def score(self, params, profile_fe: bool = True, reml: bool = True) -> np.ndarray:
         """Exact gradient (autodiff) of :meth:`loglike` with respect to the packed params
         (without the fixed effects when ``profile_fe``)."""
+        self._require_dense()
         p = self._as_params(params)
         has_fe = not profile_fe
         return np.asarray(
@@ -303,6 +385,7 @@ class MixedLM:
     def hessian(self, params, reml: bool = True) -> np.ndarray:
         """Exact Hessian of :meth:`loglike` (``profile_fe=False``) with respect to the packed
         parameters ``[β, tril(Ψ₁), τ₁]`` (covariances unsquared, as statsmodels)."""
+        self._require_dense()
         p = self._as_params(params)
         if p.fe_params is None:
             raise ValueError("hessian needs params with fe_params")
@@ -346,6 +429,8 @@ class MixedLM:
         """
         from mixedjax.results import MixedLMResults, OptSummary
 
+        if getattr(self, "_crossed", None) is not None:
+            return self._fit_crossed(start_params, reml, free, method, maxiter, gtol)
         unknown = set(fit_kwargs) - _IGNORED_FIT_KWARGS
         if unknown:
             raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")

@@ -259,6 +259,11 @@ class MixedLMResults:
 
         Rows are ordered by term, then level (as lme4).
         """
+        if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
+            from mixedjax.layout import ranef_frame
+            from mixedjax.structure import one_factor_term_estimates
+
+            return ranef_frame(one_factor_term_estimates(self))
         model = self.model
         labels = np.asarray(model.group_labels).astype(str)
         group_name = getattr(model, "group_name", "Group")
@@ -312,6 +317,11 @@ class MixedLMResults:
     # ------------------------------------------------------------------ display
     def varcorr(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor."""
+        if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
+            from mixedjax import layout
+            from mixedjax.structure import one_factor_term_estimates
+
+            return layout.varcorr_frame(one_factor_term_estimates(self), self.scale)
         from mixedjax.display import varcorr_frame
 
         return varcorr_frame(self)

@@ -1,0 +1,241 @@
+"""``CrossedMixedLM``: models with several grouping factors (crossed or nested).
+
+Built by :func:`mixedjax.mixedlm` / ``MixedLM.from_formula`` from an lme4 formula such as
+``y ~ x + (1 | f1) + (1 | f2)``, or from statsmodels' spelling of crossed effects (one
+all-rows group plus indicator variance components). The likelihood is the blocked Cholesky
+of :mod:`mixedjax.crossed`; cross-products are computed once by
+:mod:`mixedjax.crossed_data`; the fit runs the core optimiser
+(:func:`mixedjax.optimize.minimize`) under ``jit``.
+"""
+
+import warnings
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixedjax import crossed
+from mixedjax.crossed_data import CrossedData, CrossedStructure, crossed_crossprods
+from mixedjax.estimation import BOUNDARY_PROBE
+from mixedjax.optimize import (
+    STATUS_CONVERGED,
+    STATUS_MESSAGES,
+    STATUS_STALLED,
+    OptResult,
+    minimize,
+)
+from mixedjax.terms import RandomTerm
+from mixedjax.validation import check_full_rank
+
+#: A line-search stall with scaled gradient within this factor of ``gtol`` counts as
+#: converged: the deviance of a large model is summed over many terms and its rounding
+#: noise (about 1e-12 relative) stops the line search there (lme4 itself only warns
+#: above an absolute gradient of 2e-3).
+STALL_FACTOR = 1e3
+
+#: Largest dense block (``M + p + 1``) for which the fit ends with exact Newton steps; above
+#: it an autodiff Hessian costs several gradients and L-BFGS alone reaches ``gtol``.
+NEWTON_MAX_DENSE = 400
+
+
+@partial(jax.jit, static_argnames=("structure", "reml", "method", "maxiter", "newton_steps"))
+def fit_theta(
+    theta0, free_mask, data: CrossedData, gtol, *, structure, reml, method, maxiter, newton_steps
+):
+    """Minimise the crossed profiled deviance over the free entries of ``θ``."""
+
+    def objective(theta, data):
+        return crossed.deviance(theta, data, structure, reml)
+
+    return minimize(
+        objective,
+        theta0,
+        data,
+        free_mask,
+        method=method,
+        maxiter=maxiter,
+        gtol=gtol,
+        newton_steps=newton_steps,
+    )
+
+
+@partial(jax.jit, static_argnames=("structure", "reml"))
+def deviance_at(theta, data: CrossedData, *, structure: CrossedStructure, reml: bool):
+    """Jitted :func:`mixedjax.crossed.deviance`."""
+    return crossed.deviance(theta, data, structure, reml)
+
+
+@partial(jax.jit, static_argnames=("structure", "reml"))
+def estimates_at(theta, data: CrossedData, *, structure: CrossedStructure, reml: bool):
+    """Jitted :func:`mixedjax.crossed.estimates`."""
+    return crossed.estimates(theta, data, structure, reml)
+
+
+class CrossedMixedLM:
+    """Linear mixed model with any number of random-effects terms on any grouping factors.
+
+    Args:
+        endog: ``(n,)`` response.
+        exog: ``(n, p)`` fixed-effects design.
+        terms: the random-effects terms (:class:`~mixedjax.terms.RandomTerm`), any order.
+        exog_names: names of the fixed effects.
+        endog_name: name of the response.
+    """
+
+    def __init__(self, endog, exog, terms: list[RandomTerm], exog_names=None, endog_name="y"):
+        self.endog = np.asarray(endog, dtype=float)
+        self.exog = np.asarray(exog, dtype=float)
+        n = self.endog.shape[0]
+        if self.exog.ndim != 2 or self.exog.shape[0] != n:
+            raise ValueError(f"exog must be (n, p) with n = {n}, got {self.exog.shape}")
+        self.exog_names = list(exog_names or [f"x{j}" for j in range(self.exog.shape[1])])
+        check_full_rank(self.exog, self.exog_names)
+        if np.ptp(self.endog) == 0:
+            raise ValueError("endog is constant: a mixed model needs a varying response")
+        order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)
+        self.terms = [terms[k] for k in order]
+        #: position in ``terms`` of each term as given (statsmodels' ``vcomp`` order)
+        self.input_order = [order.index(k) for k in range(len(terms))]
+        self.endog_names = str(endog_name)
+        self.nobs = n
+        self.k_fe = self.exog.shape[1]
+        self.structure, self.data = crossed_crossprods(self.terms, self.exog, self.endog)
+
+    @property
+    def n_theta(self) -> int:
+        return self.structure.n_theta
+
+    def default_theta(self) -> np.ndarray:
+        """Start: each term's factor diagonal, ``1/rms`` of its column (1 for an intercept)."""
+        parts = []
+        for t in self.terms:
+            rms = np.sqrt(np.mean(t.design**2, axis=0))
+            rms = np.where(rms > 0, rms, 1.0)
+            T = np.diag(1.0 / rms)
+            upper_rows, upper_cols = np.triu_indices(t.q)
+            parts.append(T[upper_cols, upper_rows])
+        return np.concatenate(parts)
+
+    def deviance(self, theta, reml: bool = True) -> float:
+        """Profiled objective (``-2 log L`` or the REML criterion) at ``θ`` (lme4 layout)."""
+        theta = np.asarray(theta, dtype=float).reshape(-1)
+        if theta.size != self.n_theta:
+            raise ValueError(f"theta has length {theta.size}; expected {self.n_theta}")
+        return float(
+            deviance_at(jnp.asarray(theta), self.data, structure=self.structure, reml=reml)
+        )
+
+    def loglike(self, theta, reml: bool = True) -> float:
+        """Profiled log-likelihood at ``θ``."""
+        return -0.5 * self.deviance(theta, reml)
+
+    def fit(
+        self,
+        start_params=None,
+        reml: bool = True,
+        free=None,
+        method=None,
+        *,
+        maxiter: int = 500,
+        gtol: float = 1e-9,
+        **kwargs,
+    ):
+        """Fit by REML (default) or ML; returns ``CrossedMixedLMResults``.
+
+        ``start_params`` and ``free`` are vectors over ``θ`` (lme4's ``theta`` layout);
+        statsmodels' optimiser keywords are accepted and ignored.
+        """
+        from mixedjax.crossed_results import CrossedMixedLMResults
+        from mixedjax.model import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
+        from mixedjax.results import OptSummary
+
+        unknown = set(kwargs) - _IGNORED_FIT_KWARGS
+        if unknown:
+            raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")
+        method = _choose_method(method)
+        theta0 = self.default_theta() if start_params is None else np.asarray(start_params, float)
+        free_mask = np.ones(self.n_theta, bool) if free is None else np.asarray(free) != 0
+        if theta0.shape != (self.n_theta,) or free_mask.shape != (self.n_theta,):
+            raise ValueError(f"start_params and free must have length {self.n_theta} (theta)")
+        result: OptResult = fit_theta(
+            jnp.asarray(theta0),
+            jnp.asarray(free_mask),
+            self.data,
+            gtol,
+            structure=self.structure,
+            reml=bool(reml),
+            method=method,
+            maxiter=int(maxiter),
+            newton_steps=8 if self.structure.n_dense + self.k_fe < NEWTON_MAX_DENSE else 0,
+        )
+        theta, value, zeroed = self._snap(
+            np.asarray(result.x), float(result.value), free_mask, reml
+        )
+        status = int(result.status)
+        converged = status == STATUS_CONVERGED
+        message = STATUS_MESSAGES[status]
+        if status == STATUS_STALLED and float(result.scaled_grad) <= STALL_FACTOR * gtol:
+            # the line search met the objective's rounding noise: as converged as it gets
+            converged = True
+            message = (
+                f"converged: the line search stalled at rounding noise with scaled gradient "
+                f"{float(result.scaled_grad):.1e} <= {STALL_FACTOR:g} * gtol"
+            )
+        summary = OptSummary(
+            method=method,
+            theta_start=theta0,
+            theta=theta,
+            objective=value,
+            n_iter=int(result.n_iter),
+            n_eval=int(result.n_eval),
+            n_newton=int(result.n_newton),
+            scaled_gradient=float(result.scaled_grad),
+            gradient=np.asarray(result.grad),
+            gtol=gtol,
+            maxiter=int(maxiter),
+            converged=converged,
+            message=message,
+            boundary=zeroed,
+            free_mask=free_mask,
+        )
+        if not converged:
+            warnings.warn(
+                f"crossed MixedLM fit did not converge: {message} (scaled "
+                f"gradient {summary.scaled_gradient:.2e} > gtol {gtol:.0e}).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        est = estimates_at(jnp.asarray(theta), self.data, structure=self.structure, reml=reml)
+        return CrossedMixedLMResults(self, theta, est, summary, bool(reml))
+
+    def _snap(self, theta, value, free_mask, reml):
+        """Signs (non-negative factor diagonals) and exact zeros for boundary variances,
+        each kept only if the objective is not worse (as ``estimation.snap_to_boundary``)."""
+        theta = theta.copy()
+        zeroed = []
+        for q, sl in zip(self.structure.q, self.structure.theta_slices(), strict=True):
+            upper_rows, upper_cols = np.triu_indices(q)
+            rows, cols = upper_cols, upper_rows
+            block = theta[sl]
+            for j in range(q):
+                in_col = cols == j
+                if block[np.flatnonzero(in_col & (rows == j))[0]] < 0:
+                    block[in_col] = -block[in_col]
+            theta[sl] = block
+            for j in range(q):
+                diag = sl.start + int(np.flatnonzero((cols == j) & (rows == j))[0])
+                if not free_mask[diag] or abs(theta[diag]) >= BOUNDARY_PROBE:
+                    continue
+                trial = theta.copy()
+                col_idx = sl.start + np.flatnonzero(cols == j)
+                trial[col_idx[free_mask[col_idx]]] = 0.0
+                trial_value = self.deviance(trial, reml)
+                if np.isfinite(trial_value) and trial_value <= value + 1e-10 * max(1, abs(value)):
+                    theta, value = trial, min(value, trial_value)
+                    zeroed.append(diag)
+        return theta, value, tuple(zeroed)
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{t.group}: {t.n_levels}" for t in self.terms)
+        return f"CrossedMixedLM(nobs={self.nobs}, k_fe={self.k_fe}, terms=[{groups}])"
