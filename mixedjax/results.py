@@ -336,3 +336,65 @@ class MixedLMResults:
             f"<MixedLMResults {self.method}: llf={self.llf:.4f}, nobs={self.nobs}, "
             f"groups={self.model.n_groups}, converged={self.converged}>"
         )
+
+    # ------------------------------------------------------------------ inference (issue 4)
+    @cached_property
+    def _satterthwaite(self):
+        from mixedjax.ddf import satterthwaite_inputs
+
+        return satterthwaite_inputs(
+            self.theta, math.sqrt(self.scale), self.model.data, self.model.structure, self.reml
+        )
+
+    @cached_property
+    def _kenward_roger(self):
+        from mixedjax.ddf import kenward_roger_inputs
+
+        if not self.reml:
+            raise ValueError(
+                "ddf='kenward-roger' is only available for REML fits (as in lmerTest); "
+                "refit with reml=True"
+            )
+        return kenward_roger_inputs(self._phi, self.model.data, self.model.structure)
+
+    def t_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
+        """t tests of ``L β = rhs`` row by row; ``r_matrix`` is a matrix, a vector or a string
+        such as ``"Days = 0"`` or ``"Intercept = 2*Days"``. ``ddf``: ``"satterthwaite"``,
+        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels)."""
+        from mixedjax.fixed_tests import t_test
+
+        return t_test(self, r_matrix, rhs, ddf)
+
+    def wald_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
+        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``)."""
+        from mixedjax.fixed_tests import wald_test
+
+        return wald_test(self, r_matrix, rhs, ddf)
+
+    def f_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
+        """Alias of :meth:`wald_test`."""
+        return self.wald_test(r_matrix, rhs, ddf)
+
+    def coef_table(self, ddf: str = "satterthwaite", alpha: float = 0.05) -> pd.DataFrame:
+        """Fixed effects: ``estimate, se, df, t, p, lower, upper`` (lmerTest's summary)."""
+        from mixedjax.fixed_tests import coef_table
+
+        return coef_table(self, ddf, alpha)
+
+    def conf_int(self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic"):
+        """Confidence intervals.
+
+        ``method="wald"``: rows of ``params`` (statsmodels' layout), fixed effects with the
+        ``ddf`` reference distribution. ``method="profile"``: lme4's
+        ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
+        effects) from the ML profile likelihood.
+        """
+        if method == "wald":
+            from mixedjax.fixed_tests import conf_int_wald
+
+            return conf_int_wald(self, alpha, ddf)
+        if method == "profile":
+            from mixedjax.profile import profile_conf_int
+
+            return profile_conf_int(self, alpha)
+        raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
