@@ -7,6 +7,7 @@ from mixedjax import (
     _jaxconfig,  # noqa: F401  (float64 on import)
     datasets,
 )
+from mixedjax.compare import anova, lrt
 from mixedjax.covariance import MixedLMParams
 from mixedjax.model import ConvergenceWarning, MixedLM
 from mixedjax.results import MixedLMResults, OptSummary
@@ -17,6 +18,8 @@ __all__ = [
     "MixedLMParams",
     "MixedLMResults",
     "OptSummary",
+    "anova",
+    "lrt",
     "datasets",
 ]
 __version__ = "0.1.0"

@@ -214,6 +214,7 @@ class MixedLM:
             **kwargs,
         )
         model.group_name = design.group_name
+        model._formula_data = data  # kept (not copied) to rebuild designs for predict(newdata)
         return model
 
     def _check_random_design(self) -> None:

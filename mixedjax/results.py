@@ -398,3 +398,49 @@ class MixedLMResults:
 
             return profile_conf_int(self, alpha)
         raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
+
+    def profile(self, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
+        """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
+        ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval."""
+        from mixedjax.profile import profile_traces
+
+        return profile_traces(self, alpha, n_points)
+
+    def profile_re(self, re_ix, vtype, num_low=5, dist_low=1.0, num_high=5, dist_high=1.0):
+        """statsmodels' ``profile_re``: ``(held variance × σ̂², llf)`` rows."""
+        from mixedjax.profile import profile_re
+
+        return profile_re(self, re_ix, vtype, num_low, dist_low, num_high, dist_high)
+
+    def predict(
+        self,
+        newdata=None,
+        include_random: bool = True,
+        allow_new_levels: bool = True,
+        interval=None,
+        alpha: float = 0.05,
+        *,
+        exog=None,
+        exog_re=None,
+        groups=None,
+    ):
+        """Predictions ``x'β̂ + z'b̂`` with the BLUPs (``include_random=False``: ``x'β̂``).
+
+        ``newdata`` (a DataFrame, formula models) or ``exog``/``exog_re``/``groups`` arrays
+        give new rows; none gives the fit's rows. Unseen groups or levels get the population
+        prediction (``allow_new_levels``). With ``interval="confidence"`` or
+        ``"prediction"`` a DataFrame ``predicted, se, lower, upper`` comes back (Henderson's
+        prediction-error variance; σ² added for ``"prediction"``), else an array.
+        """
+        from mixedjax.predict import predict
+
+        return predict(
+            self, newdata, include_random, allow_new_levels, interval, alpha, exog, exog_re, groups
+        )
+
+    def simulate(self, n: int = 1, seed: int = 0) -> np.ndarray:
+        """``(n, nobs)`` responses simulated from the fitted model (new random effects and
+        residuals; lme4's ``simulate``)."""
+        from mixedjax.predict import simulate_responses
+
+        return simulate_responses(self, n, seed)
