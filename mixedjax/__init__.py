@@ -7,6 +7,7 @@ from mixedjax import (
     _jaxconfig,  # noqa: F401  (float64 on import)
     datasets,
 )
+from mixedjax.compare import anova, lrt
 from mixedjax.covariance import MixedLMParams
 from mixedjax.crossed_model import CrossedMixedLM
 from mixedjax.crossed_results import CrossedMixedLMResults
@@ -22,6 +23,8 @@ __all__ = [
     "MixedLMParams",
     "MixedLMResults",
     "OptSummary",
+    "anova",
+    "lrt",
     "datasets",
     "mixedlm",
 ]

@@ -107,7 +107,8 @@ class MixedLM:
         else:
             re_names = None
         Z, default_re_names = as_float_matrix(exog_re, "exog_re", n)
-        re_names = re_names or getattr(self, "_formula_re_names", None) or default_re_names
+        if re_names is None:  # [] (no exog_re columns) must stay empty
+            re_names = getattr(self, "_formula_re_names", None) or default_re_names
         groups_array = np.asarray(groups)
         if groups_array.ndim != 1 or groups_array.shape[0] != n:
             raise ValueError(
@@ -298,6 +299,7 @@ class MixedLM:
             **kwargs,
         )
         model.group_name = design.group_name
+        model._formula_data = data  # kept (not copied) to rebuild designs for predict(newdata)
         return model
 
     def _check_random_design(self) -> None:

@@ -337,3 +337,111 @@ class MixedLMResults:
             f"<MixedLMResults {self.method}: llf={self.llf:.4f}, nobs={self.nobs}, "
             f"groups={self.model.n_groups}, converged={self.converged}>"
         )
+
+    # ------------------------------------------------------------------ inference (issue 4)
+    @cached_property
+    def _satterthwaite(self):
+        from mixedjax.ddf import satterthwaite_inputs
+
+        return satterthwaite_inputs(
+            self.theta, math.sqrt(self.scale), self.model.data, self.model.structure, self.reml
+        )
+
+    @cached_property
+    def _kenward_roger(self):
+        from mixedjax.ddf import kenward_roger_inputs
+
+        if not self.reml:
+            raise ValueError(
+                "ddf='kenward-roger' is only available for REML fits (as in lmerTest); "
+                "refit with reml=True"
+            )
+        return kenward_roger_inputs(self._phi, self.model.data, self.model.structure)
+
+    def t_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
+        """t tests of ``L β = rhs`` row by row; ``r_matrix`` is a matrix, a vector or a string
+        such as ``"Days = 0"`` or ``"Intercept = 2*Days"``. ``ddf``: ``"satterthwaite"``,
+        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels)."""
+        from mixedjax.fixed_tests import t_test
+
+        return t_test(self, r_matrix, rhs, ddf)
+
+    def wald_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
+        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``)."""
+        from mixedjax.fixed_tests import wald_test
+
+        return wald_test(self, r_matrix, rhs, ddf)
+
+    def f_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
+        """Alias of :meth:`wald_test`."""
+        return self.wald_test(r_matrix, rhs, ddf)
+
+    def coef_table(self, ddf: str = "satterthwaite", alpha: float = 0.05) -> pd.DataFrame:
+        """Fixed effects: ``estimate, se, df, t, p, lower, upper`` (lmerTest's summary)."""
+        from mixedjax.fixed_tests import coef_table
+
+        return coef_table(self, ddf, alpha)
+
+    def conf_int(self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic"):
+        """Confidence intervals.
+
+        ``method="wald"``: rows of ``params`` (statsmodels' layout), fixed effects with the
+        ``ddf`` reference distribution. ``method="profile"``: lme4's
+        ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
+        effects) from the ML profile likelihood.
+        """
+        if method == "wald":
+            from mixedjax.fixed_tests import conf_int_wald
+
+            return conf_int_wald(self, alpha, ddf)
+        if method == "profile":
+            from mixedjax.profile import profile_conf_int
+
+            return profile_conf_int(self, alpha)
+        raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
+
+    def profile(self, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
+        """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
+        ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval."""
+        from mixedjax.profile import profile_traces
+
+        return profile_traces(self, alpha, n_points)
+
+    def profile_re(self, re_ix, vtype, num_low=5, dist_low=1.0, num_high=5, dist_high=1.0):
+        """statsmodels' ``profile_re``: ``(held variance × σ̂², llf)`` rows."""
+        from mixedjax.profile import profile_re
+
+        return profile_re(self, re_ix, vtype, num_low, dist_low, num_high, dist_high)
+
+    def predict(
+        self,
+        newdata=None,
+        include_random: bool = True,
+        allow_new_levels: bool = True,
+        interval=None,
+        alpha: float = 0.05,
+        *,
+        exog=None,
+        exog_re=None,
+        groups=None,
+    ):
+        """Predictions ``x'β̂ + z'b̂`` with the BLUPs (``include_random=False``: ``x'β̂``).
+
+        ``newdata`` (a DataFrame, formula models) or ``exog``/``exog_re``/``groups`` arrays
+        give new rows; none gives the fit's rows. Unseen groups or levels get the population
+        prediction (``allow_new_levels``). With ``interval="confidence"`` or
+        ``"prediction"`` a DataFrame ``predicted, se, lower, upper`` comes back (Henderson's
+        prediction-error variance; σ² added for ``"prediction"``), else an array.
+        """
+        from mixedjax.predict import predict
+
+        return predict(
+            self, newdata, include_random, allow_new_levels, interval, alpha, exog, exog_re, groups
+        )
+
+    def simulate(self, n: int = 1, seed: int = 0) -> np.ndarray:
+        """``(n, nobs)`` responses simulated from the fitted model (new random effects and
+        residuals; lme4's ``simulate``)."""
+        from mixedjax.predict import simulate_responses
+
+        return simulate_responses(self, n, seed)
