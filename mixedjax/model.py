@@ -444,6 +444,17 @@ class MixedLM:
             f"k_re={self.k_re}, k_vc={self.k_vc})"
         )
 
+    # ----------------------------------------------------------------- JAX-native extensions
+    def fit_many(self, Y, reml: bool = True, **kwargs):
+        """Fit ``k`` responses ``Y (n, k)`` on this design in one vmapped, jitted call.
+
+        Returns a :class:`~mixedjax.batch_results.BatchResults`; see
+        :func:`mixedjax.batch_results.fit_many` (keywords ``method``, ``maxiter``, ``gtol``).
+        """
+        from mixedjax.batch_results import fit_many
+
+        return fit_many(self, Y, reml, **kwargs)
+
 
 # --------------------------------------------------------------------- pure helpers
 def _loglike_impl(packed, data, structure, k_fe, use_sqrt, has_fe, reml):
