@@ -321,6 +321,8 @@ class MixedLM:
         *,
         maxiter: int = 500,
         gtol: float = 1e-9,
+        devices=None,
+        dtype=None,
         **fit_kwargs,
     ):
         """Fit by REML (default) or ML; returns :class:`~mixedjax.results.MixedLMResults`.
@@ -337,7 +339,19 @@ class MixedLM:
 
         ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
         (``disp``, ``callback``, ``retall``) are accepted and ignored.
+
+        ``devices`` (a ``jax.sharding.Mesh``, devices, or a count) shards the groups across
+        devices (:mod:`mixedjax.sharding`); ``dtype="float32"`` fits in single precision
+        (:mod:`mixedjax.precision`).
         """
+        if devices is not None or dtype is not None:
+            from mixedjax.precision import fit_with_options
+
+            return fit_with_options(
+                self, devices, dtype, start_params=start_params, reml=reml, free=free,
+                method=method, maxiter=maxiter, gtol=gtol, fe_pen=fe_pen, cov_pen=cov_pen,
+                **fit_kwargs,
+            )  # fmt: skip
         from mixedjax.results import MixedLMResults, OptSummary
 
         unknown = set(fit_kwargs) - _IGNORED_FIT_KWARGS
