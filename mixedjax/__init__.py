@@ -6,8 +6,12 @@ Importing mixedjax turns on JAX's float64 mode (``jax_enable_x64``); see ``_jaxc
 from mixedjax import (
     _jaxconfig,  # noqa: F401  (float64 on import)
     datasets,
+    functional,
 )
 from mixedjax.compare import anova, lrt
+from mixedjax.batch_results import BatchResults, fit_models
+from mixedjax.chunked import from_chunks
+from mixedjax.compilation import enable_compilation_cache
 from mixedjax.covariance import MixedLMParams
 from mixedjax.crossed_model import CrossedMixedLM
 from mixedjax.crossed_results import CrossedMixedLMResults
@@ -16,6 +20,7 @@ from mixedjax.results import MixedLMResults, OptSummary
 from mixedjax.structure import mixedlm
 
 __all__ = [
+    "BatchResults",
     "ConvergenceWarning",
     "CrossedMixedLM",
     "CrossedMixedLMResults",
@@ -27,5 +32,9 @@ __all__ = [
     "lrt",
     "datasets",
     "mixedlm",
+    "enable_compilation_cache",
+    "fit_models",
+    "from_chunks",
+    "functional",
 ]
 __version__ = "0.1.0"

@@ -411,6 +411,8 @@ class MixedLM:
         *,
         maxiter: int = 500,
         gtol: float = 1e-9,
+        devices=None,
+        dtype=None,
         **fit_kwargs,
     ):
         """Fit by REML (default) or ML; returns :class:`~mixedjax.results.MixedLMResults`.
@@ -428,7 +430,19 @@ class MixedLM:
 
         ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
         (``disp``, ``callback``, ``retall``) are accepted and ignored.
+
+        ``devices`` (a ``jax.sharding.Mesh``, devices, or a count) shards the groups across
+        devices (:mod:`mixedjax.sharding`); ``dtype="float32"`` fits in single precision
+        (:mod:`mixedjax.precision`).
         """
+        if devices is not None or dtype is not None:
+            from mixedjax.precision import fit_with_options
+
+            return fit_with_options(
+                self, devices, dtype, start_params=start_params, reml=reml, free=free,
+                method=method, maxiter=maxiter, gtol=gtol, fe_pen=fe_pen, cov_pen=cov_pen,
+                **fit_kwargs,
+            )  # fmt: skip
         from mixedjax.results import MixedLMResults, OptSummary
 
         if getattr(self, "_crossed", None) is not None:
@@ -558,6 +572,17 @@ class MixedLM:
             f"MixedLM({what}nobs={self.nobs}, groups={self.n_groups}, k_fe={self.k_fe}, "
             f"k_re={self.k_re}, k_vc={self.k_vc})"
         )
+
+    # ----------------------------------------------------------------- JAX-native extensions
+    def fit_many(self, Y, reml: bool = True, **kwargs):
+        """Fit ``k`` responses ``Y (n, k)`` on this design in one vmapped, jitted call.
+
+        Returns a :class:`~mixedjax.batch_results.BatchResults`; see
+        :func:`mixedjax.batch_results.fit_many` (keywords ``method``, ``maxiter``, ``gtol``).
+        """
+        from mixedjax.batch_results import fit_many
+
+        return fit_many(self, Y, reml, **kwargs)
 
 
 # --------------------------------------------------------------------- pure helpers

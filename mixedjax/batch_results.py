@@ -1,0 +1,332 @@
+"""Batches of fits: many responses on one design, or many independent data sets.
+
+:func:`fit_many` (behind :meth:`mixedjax.MixedLM.fit_many`) fits ``k`` responses that share
+a model's design in one jitted, vmapped call of :func:`mixedjax.batch.fit_batch`;
+:func:`fit_models` does the same for ``k`` models of the same structure on different data
+(different numbers of rows and groups). Both return a :class:`BatchResults`: arrays with a
+leading axis of length ``k`` plus :meth:`BatchResults.result`, the full
+:class:`~mixedjax.results.MixedLMResults` of one member (identical to fitting that member
+alone).
+
+Example:
+    >>> import numpy as np, mixedjax
+    >>> df = mixedjax.datasets.load("sleepstudy")
+    >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+    ...                                   re_formula="~Days")
+    >>> Y = np.column_stack([df["Reaction"], np.log(df["Reaction"])])
+    >>> batch = m.fit_many(Y)
+    >>> batch.fe_params.shape
+    (2, 2)
+"""
+
+import copy
+import warnings
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from mixedjax import batch, estimation
+from mixedjax.data import GroupedData, pad_groups
+from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+
+
+class BatchResults:
+    """Results of ``k`` fits (read-only arrays with a leading axis ``k``).
+
+    Attributes:
+        names: ``k`` names (response columns, or ``0..k-1``).
+        fe_params: ``DataFrame (k, p)`` fixed effects.
+        bse_fe: ``DataFrame (k, p)`` their standard errors (lme4's ``vcov``).
+        cov_re: ``(k, q, q)`` random-effects covariances (data scale).
+        vcomp: ``(k, k_vc)`` variance components (data scale).
+        scale: ``(k,)`` residual variances σ².
+        llf: ``(k,)`` log-likelihoods (restricted for REML).
+        converged: ``(k,)`` bool.
+        theta: ``(k, n_theta)`` ``θ̂`` (lme4's ``theta``).
+        n_iter: ``(k,)`` quasi-Newton iterations; ``status`` the optimiser's codes.
+        reml: whether the fits are REML.
+    """
+
+    def __init__(
+        self,
+        names: Sequence,
+        out: batch.FitOutput,
+        structure,
+        exog_names: list[str],
+        exog_re_names: list[str],
+        model_of: Callable[[int], object],
+        reml: bool,
+        method: str,
+        gtol: float,
+        maxiter: int,
+        free_mask: np.ndarray,
+    ):
+        self.names = list(names)
+        self.reml = reml
+        self.method = method
+        self._out = out = _to_numpy(out)
+        self._model_of = model_of
+        self._gtol, self._maxiter, self._free_mask = gtol, maxiter, free_mask
+        self._structure = structure
+        index = pd.Index(self.names, name="response")
+        self.theta = out.theta
+        self.scale = out.scale
+        self.llf = -0.5 * out.objective
+        self.status = out.opt.status
+        self.converged = self.status == STATUS_CONVERGED
+        self.n_iter = out.opt.n_iter
+        self.fe_params = pd.DataFrame(out.beta, index=index, columns=exog_names)
+        se = np.sqrt(np.diagonal(out.cov_beta, axis1=1, axis2=2))
+        self.bse_fe = pd.DataFrame(se, index=index, columns=exog_names)
+        q = structure.k_re
+        rows, cols = np.triu_indices(q)[1], np.triu_indices(q)[0]
+        L = np.zeros((len(self.names), q, q))
+        L[:, rows, cols] = out.theta[:, : structure.k_re2]
+        self.cov_re = np.einsum("kij,klj->kil", L, L) * self.scale[:, None, None]
+        self.vcomp = out.theta[:, structure.k_re2 :] ** 2 * self.scale[:, None]
+        self.exog_re_names = list(exog_re_names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _index(self, i) -> int:
+        if isinstance(i, int | np.integer) and -len(self) <= i < len(self):
+            return int(i) % len(self)
+        if i in self.names:
+            return self.names.index(i)
+        raise KeyError(f"no member {i!r} in this batch of {len(self)} fits")
+
+    def result(self, i) -> "object":
+        """Full :class:`~mixedjax.results.MixedLMResults` of member ``i`` (position or name).
+
+        The estimates are recomputed at the batch's ``θ̂`` on that member's own data, so the
+        BLUPs, summary, ``varcorr`` and inference methods are available as for a single fit.
+        """
+        from mixedjax.results import MixedLMResults, OptSummary
+
+        i = self._index(i)
+        model = self._model_of(i)
+        opt = self._out.opt
+        status = int(opt.status[i])
+        summary = OptSummary(
+            method=self.method,
+            theta_start=self._out.theta_start[i],
+            theta=self.theta[i],
+            objective=float(self._out.objective[i]),
+            n_iter=int(opt.n_iter[i]),
+            n_eval=int(opt.n_eval[i]),
+            n_newton=int(opt.n_newton[i]),
+            scaled_gradient=float(opt.scaled_grad[i]),
+            gradient=opt.grad[i],
+            gtol=self._gtol,
+            maxiter=self._maxiter,
+            converged=status == STATUS_CONVERGED,
+            message=STATUS_MESSAGES[status],
+            boundary=tuple(int(j) for j in np.flatnonzero(self._out.zeroed[i])),
+            free_mask=self._free_mask,
+        )
+        est = estimation.estimates_at(
+            jnp.asarray(self.theta[i]), model.data, structure=model.structure, reml=self.reml
+        )
+        return MixedLMResults(model, self.theta[i], est, summary, self.reml)
+
+    @property
+    def is_singular(self) -> np.ndarray:
+        """``(k,)`` lme4's ``isSingular`` per fit."""
+        mask = self._structure.diagonal_theta_mask()
+        return np.any(np.abs(self.theta[:, mask]) < estimation.SINGULAR_TOL, axis=1)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per fit: fixed effects, their SEs, variances, σ², llf, converged."""
+        parts = [self.fe_params, self.bse_fe.add_prefix("se_")]
+        q = self._structure.k_re
+        rows, cols = np.tril_indices(q)
+        re = {}
+        for a, b in zip(rows, cols, strict=True):
+            na, nb = self.exog_re_names[a], self.exog_re_names[b]
+            key = f"{na} Var" if a == b else f"{nb} x {na} Cov"
+            re[key] = self.cov_re[:, a, b]
+        for j in range(self.vcomp.shape[1]):
+            re[f"vc{j} Var"] = self.vcomp[:, j]
+        extra = pd.DataFrame(
+            {**re, "scale": self.scale, "llf": self.llf, "converged": self.converged},
+            index=self.fe_params.index,
+        )
+        return pd.concat(parts + [extra], axis=1)
+
+    def __repr__(self) -> str:
+        return (
+            f"<BatchResults {'REML' if self.reml else 'ML'}: {len(self)} fits, "
+            f"{int(np.sum(self.converged))} converged>"
+        )
+
+
+def _to_numpy(tree):
+    import jax
+
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def _responses(Y, n: int) -> tuple[np.ndarray, list]:
+    """``Y`` as a float ``(n, k)`` array and its column names, with clear errors."""
+    if isinstance(Y, pd.Series):
+        Y = Y.to_frame()
+    if isinstance(Y, pd.DataFrame):
+        names = list(Y.columns)
+        bad = [c for c in Y.columns if not pd.api.types.is_numeric_dtype(Y[c].dtype)]
+        if bad:
+            raise TypeError(f"Y: column(s) {bad} are not numeric")
+        values = Y.to_numpy(dtype=float)
+    else:
+        values = np.asarray(Y)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2:
+            raise ValueError(f"Y must be an (n, k) array, got shape {values.shape}")
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"Y must be numeric, got dtype {values.dtype}")
+        values = values.astype(float)
+        names = list(range(values.shape[1]))
+    if values.shape[0] != n:
+        raise ValueError(
+            f"Y has {values.shape[0]} rows but the model has {n} observations (Y must be "
+            "aligned with the model's rows, after any dropped missing values)"
+        )
+    if values.shape[1] == 0:
+        raise ValueError("Y has no columns")
+    finite = np.isfinite(values).all(axis=0)
+    if not finite.all():
+        raise ValueError(f"Y: column(s) {[names[j] for j in np.flatnonzero(~finite)][:10]} "
+                         "contain NaN or inf")  # fmt: skip
+    constant = np.ptp(values, axis=0) == 0
+    if constant.any():
+        raise ValueError(f"Y: column(s) {[names[j] for j in np.flatnonzero(constant)][:10]} "
+                         "are constant")  # fmt: skip
+    return values, names
+
+
+def _check_fit_options(method, maxiter, gtol) -> str:
+    from mixedjax.model import _choose_method
+
+    method = _choose_method(method)
+    if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
+        raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+    if not (np.isfinite(gtol) and gtol > 0):
+        raise ValueError(f"gtol must be a positive number, got {gtol!r}")
+    return method
+
+
+def _warn_unconverged(results: BatchResults, stacklevel: int = 3) -> None:
+    from mixedjax.model import ConvergenceWarning
+
+    failed = np.flatnonzero(~results.converged)
+    if failed.size:
+        shown = [results.names[j] for j in failed[:5]]
+        warnings.warn(
+            f"{failed.size} of {len(results)} fits did not converge (e.g. {shown}); inspect "
+            "BatchResults.status / result(i).optim, try method='bfgs' or a larger maxiter.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def fit_many(
+    model,
+    Y,
+    reml: bool = True,
+    *,
+    method=None,
+    maxiter: int = 500,
+    gtol: float = 1e-9,
+) -> BatchResults:
+    """Fit ``k`` responses ``Y (n, k)`` on ``model``'s design in one vmapped call.
+
+    Only ``Z_i'y``, ``X'y`` and ``y'y`` are computed per response; the design's
+    cross-products are shared by all ``k`` fits. Each fit starts from the data-based
+    start of :meth:`mixedjax.MixedLM.fit` and uses the same optimiser, so member ``i``
+    equals ``MixedLM(Y[:, i], ...).fit(reml=reml)``.
+    """
+    method = _check_fit_options(method, maxiter, gtol)
+    values, names = _responses(Y, model.nobs)
+    Zty, Xty, yty = batch.response_crossprods(
+        values, model.exog, model.exog_z, model.group_codes, model.n_groups
+    )
+    n_pad = model.data.ZtZ.shape[0] - model.n_groups
+    Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
+    data = model.data._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
+    free = np.ones(model.structure.n_theta, dtype=bool)
+    out = batch.fit_batch(
+        data, jnp.asarray(free), gtol, batched_fields=batch.RESPONSE_FIELDS,
+        structure=model.structure, reml=bool(reml), method=method, maxiter=int(maxiter),
+    )  # fmt: skip
+
+    def model_of(i: int):
+        member = copy.copy(model)
+        member.endog = values[:, i]
+        member.endog_names = str(names[i])
+        member.data = model.data._replace(
+            Zty=jnp.asarray(Zty[i]), Xty=jnp.asarray(Xty[i]), yty=jnp.asarray(yty[i])
+        )
+        return member
+
+    results = BatchResults(
+        names, out, model.structure, model.exog_names, model.exog_re_names, model_of,
+        bool(reml), method, gtol, int(maxiter), free,
+    )  # fmt: skip
+    _warn_unconverged(results)
+    return results
+
+
+def stack_data(datasets: Sequence[GroupedData], n_groups: int | None = None) -> GroupedData:
+    """Stack data sets on a new leading axis, padding each to ``n_groups`` empty-padded groups
+    (default: the largest)."""
+    if not datasets:
+        raise ValueError("datasets is empty")
+    target = max(d.ZtZ.shape[0] for d in datasets) if n_groups is None else n_groups
+    padded = [pad_groups(d, target) for d in datasets]
+    return GroupedData(*[jnp.stack(fields) for fields in zip(*padded, strict=True)])
+
+
+def fit_models(
+    models: Sequence,
+    reml: bool = True,
+    *,
+    names: Sequence | None = None,
+    method=None,
+    maxiter: int = 500,
+    gtol: float = 1e-9,
+) -> BatchResults:
+    """Fit independent models of one structure (data sets of any sizes) in one vmapped call.
+
+    Every model must have the same random-effects structure and number of fixed effects;
+    the group axis of each is padded with empty groups to the largest, which changes no
+    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("models is empty")
+    first = models[0]
+    for j, m in enumerate(models[1:], start=1):
+        if m.structure != first.structure or m.k_fe != first.k_fe:
+            raise ValueError(
+                f"models[{j}] has structure {m.structure} and {m.k_fe} fixed effects; "
+                f"models[0] has {first.structure} and {first.k_fe}: a batch needs one structure"
+            )
+    names = list(range(len(models))) if names is None else list(names)
+    if len(names) != len(models):
+        raise ValueError(f"names has {len(names)} entries for {len(models)} models")
+    method = _check_fit_options(method, maxiter, gtol)
+    data = stack_data([m.data for m in models])
+    free = np.ones(first.structure.n_theta, dtype=bool)
+    out = batch.fit_batch(
+        data, jnp.asarray(free), gtol, batched_fields=GroupedData._fields,
+        structure=first.structure, reml=bool(reml), method=method, maxiter=int(maxiter),
+    )  # fmt: skip
+    results = BatchResults(
+        names, out, first.structure, first.exog_names, first.exog_re_names,
+        lambda i: models[i], bool(reml), method, gtol, int(maxiter), free,
+    )  # fmt: skip
+    _warn_unconverged(results)
+    return results

@@ -1,0 +1,130 @@
+"""Fit options beyond the core: single precision (``dtype="float32"``) and device placement.
+
+``MixedLM.fit(dtype="float32")`` casts the per-group cross-products to float32 and runs the
+whole fit (optimiser, boundary snapping, estimates) in float32, which is what GPUs execute
+fastest and what halves the memory of the per-group arrays. float64 stays the default; the
+accuracy of float32 on the lme4 reference cases is measured in ``docs/float32.md``. Since
+the deviance is only resolved to about ``1e-7 |d|`` in float32, the scaled-gradient
+tolerance is raised to at least :data:`FLOAT32_GTOL`.
+
+``MixedLM.fit(devices=...)`` delegates to :func:`mixedjax.sharding.fit_on_devices`; both
+options combine.
+"""
+
+import copy
+import warnings
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixedjax import batch, estimation
+from mixedjax.covariance import cov_to_theta
+from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+
+#: Smallest scaled-gradient tolerance used in float32 (``max|∇d| / max(1, |d|)``).
+FLOAT32_GTOL = 1e-5
+
+_fit_one = jax.jit(batch.fit_one, static_argnames=("structure", "reml", "method", "maxiter"))
+
+
+def parse_dtype(dtype) -> jnp.dtype | None:
+    """``None``/float64 -> ``None`` (the default path); float32 -> ``jnp.float32``."""
+    if dtype is None or dtype in ("float64", np.float64, jnp.float64):
+        return None
+    if dtype in ("float32", np.float32, jnp.float32):
+        return jnp.float32
+    raise ValueError(f"dtype must be None, 'float64' or 'float32', got {dtype!r}")
+
+
+def fit_with_options(model, devices, dtype, **fit_kwargs):
+    """``model.fit`` with ``devices`` and/or ``dtype`` (see the module docstring)."""
+    dtype = parse_dtype(dtype)
+    if dtype is None:
+        if devices is None:
+            return model.fit(**fit_kwargs)
+        from mixedjax.sharding import fit_on_devices
+
+        return fit_on_devices(model, devices, **fit_kwargs)
+    member = copy.copy(model)
+    member.data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), model.data)
+    if devices is not None:
+        from mixedjax.sharding import group_mesh, shard_groups
+
+        member.mesh = group_mesh(devices)
+        member.data = shard_groups(member.data, member.mesh)
+    return fit_float32(member, **fit_kwargs)
+
+
+def fit_float32(
+    model,
+    start_params=None,
+    reml: bool = True,
+    free=None,
+    method=None,
+    maxiter: int = 500,
+    gtol: float = 1e-9,
+    fe_pen=None,
+    cov_pen=None,
+    **ignored,
+):
+    """The fit of :meth:`mixedjax.MixedLM.fit` in the dtype of ``model.data`` (float32)."""
+    from mixedjax.batch_results import _check_fit_options
+    from mixedjax.model import _IGNORED_FIT_KWARGS, ConvergenceWarning
+    from mixedjax.results import MixedLMResults, OptSummary
+
+    unknown = set(ignored) - _IGNORED_FIT_KWARGS
+    if unknown:
+        raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")
+    if fe_pen is not None or cov_pen is not None:
+        raise ValueError("fe_pen/cov_pen (penalised fits) are not supported by fit()")
+    method = _check_fit_options(method, maxiter, gtol)
+    gtol = max(float(gtol), FLOAT32_GTOL)
+    dtype = model.data.ZtZ.dtype
+    free_theta = model._free_mask(free)
+    if start_params is not None:
+        sp = model._as_params(start_params)
+        theta0 = cov_to_theta(sp.cov_re, sp.vcomp, model.structure)
+    else:
+        theta0 = np.asarray(estimation.default_start(model.data, model.structure))
+        if free is not None:
+            identity = cov_to_theta(np.eye(model.k_re), np.ones(model.k_vc), model.structure)
+            theta0 = np.where(free_theta, theta0, identity)
+    out = _fit_one(
+        jnp.asarray(theta0, dtype), jnp.asarray(free_theta), model.data, gtol,
+        structure=model.structure, reml=bool(reml), method=method, maxiter=int(maxiter),
+    )  # fmt: skip
+    status = int(out.opt.status)
+    summary = OptSummary(
+        method=method,
+        theta_start=np.asarray(theta0),
+        theta=np.asarray(out.theta),
+        objective=float(out.objective),
+        n_iter=int(out.opt.n_iter),
+        n_eval=int(out.opt.n_eval),
+        n_newton=int(out.opt.n_newton),
+        scaled_gradient=float(out.opt.scaled_grad),
+        gradient=np.asarray(out.opt.grad),
+        gtol=gtol,
+        maxiter=int(maxiter),
+        converged=status == STATUS_CONVERGED,
+        message=STATUS_MESSAGES[status],
+        boundary=tuple(int(j) for j in np.flatnonzero(np.asarray(out.zeroed))),
+        free_mask=free_theta,
+    )
+    if not summary.converged:
+        warnings.warn(
+            f"MixedLM float32 fit did not converge: {summary.message} (scaled gradient "
+            f"{summary.scaled_gradient:.2e} > gtol {gtol:.0e}). float32 resolves the deviance "
+            "to about 1e-7 relative; refit in float64 (the default) for full accuracy.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    est = _estimates(out.theta, model.data, structure=model.structure, reml=bool(reml))
+    return MixedLMResults(model, np.asarray(out.theta), est, summary, bool(reml))
+
+
+@partial(jax.jit, static_argnames=("structure", "reml"))
+def _estimates(theta, data, *, structure, reml):
+    return estimation.estimates_at(theta, data, structure=structure, reml=reml)

@@ -1,0 +1,136 @@
+"""Batches of fits (``MixedLM.fit_many``, ``fit_models``) against the single fits.
+
+Oracle: each member's single ``MixedLM.fit`` on its own data; tolerance 1e-8 relative
+(the issue's), with an absolute floor of 1e-8 times the quantity's scale for entries that are
+exactly zero at a boundary. Also the affine invariance ``y -> a y + b`` (β -> aβ + b e₁,
+covariances × a²) as an independent check.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedjax
+from mixedjax.batch_results import fit_models
+from mixedjax.data import pad_groups
+from mixedjax.estimation import deviance
+
+RTOL = 1e-8
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    df = mixedjax.datasets.load("sleepstudy")
+    model = mixedjax.MixedLM.from_formula(
+        "Reaction ~ Days", df, groups="Subject", re_formula="~Days"
+    )
+    rng = np.random.default_rng(1)
+    y = df["Reaction"].to_numpy()
+    Y = pd.DataFrame(
+        {
+            "reaction": y,
+            "noisy": y + 40.0 * rng.normal(size=y.size),
+            "noise": 250.0 + 30.0 * rng.normal(size=y.size),  # no group effect: singular fit
+            "affine": 0.5 * y - 20.0,
+        }
+    )
+    return df, model, Y, model.fit_many(Y)
+
+
+def _single(model, y):
+    groups = model.group_labels[model.group_codes]
+    return mixedjax.MixedLM(y, model.exog, groups, exog_re=model.exog_re).fit()
+
+
+def _close(actual, expected, what, scale=1.0):
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=1e-8 * scale, err_msg=what)
+
+
+def test_fit_many_equals_single_fits(sleep):
+    _, model, Y, batch = sleep
+    assert batch.fe_params.shape == (4, 2) and batch.cov_re.shape == (4, 2, 2)
+    assert list(batch.fe_params.index) == list(Y.columns)
+    for i, name in enumerate(Y.columns):
+        single = _single(model, Y[name].to_numpy())
+        assert single.converged and batch.converged[i]
+        s2 = single.scale
+        _close(batch.fe_params.loc[name], single.fe_params, f"{name} fe_params")
+        _close(batch.bse_fe.loc[name], single.bse_fe, f"{name} bse_fe")
+        _close(batch.cov_re[i], single.cov_re.to_numpy(), f"{name} cov_re", s2)
+        _close(batch.scale[i], s2, f"{name} scale")
+        _close(batch.llf[i], single.llf, f"{name} llf")
+        _close(batch.theta[i], single.theta, f"{name} theta")
+        member = batch.result(name)
+        assert member.optim.boundary == single.optim.boundary
+        _close(member._blups, single._blups, f"{name} BLUPs", np.sqrt(s2))
+        _close(member.bse.to_numpy(), single.bse.to_numpy(), f"{name} bse")
+        assert member.model.endog_names == name
+        np.testing.assert_allclose(member.resid, single.resid, rtol=1e-6, atol=1e-8 * s2)
+
+
+def test_singular_member_snapped_like_single_fit(sleep):
+    _, _, Y, batch = sleep
+    i = list(Y.columns).index("noise")
+    assert batch.is_singular[i] and not batch.is_singular[0]
+    assert batch.theta[i, 2] == 0.0  # the slope's standard deviation is exactly on the boundary
+
+
+def test_affine_invariance(sleep):
+    _, _, _, batch = sleep
+    a, b = 0.5, -20.0
+    beta = batch.fe_params.to_numpy()
+    np.testing.assert_allclose(beta[3], a * beta[0] + np.array([b, 0.0]), rtol=1e-7)
+    np.testing.assert_allclose(batch.cov_re[3], a**2 * batch.cov_re[0], rtol=1e-7)
+    np.testing.assert_allclose(batch.scale[3], a**2 * batch.scale[0], rtol=1e-7)
+
+
+def test_frame_and_errors(sleep):
+    df, model, Y, batch = sleep
+    frame = batch.frame()
+    assert list(frame.index) == list(Y.columns)
+    np.testing.assert_allclose(frame["scale"], batch.scale)
+    np.testing.assert_allclose(frame["Days Var"], batch.cov_re[:, 1, 1])
+    with pytest.raises(ValueError, match="Y has 10 rows"):
+        model.fit_many(np.ones((10, 2)))
+    bad = Y.copy()
+    bad.loc[3, "noisy"] = np.nan
+    with pytest.raises(ValueError, match="noisy"):
+        model.fit_many(bad)
+    with pytest.raises(ValueError, match="constant"):
+        model.fit_many(np.ones((len(df), 1)))
+    with pytest.raises(KeyError):
+        batch.result("absent")
+
+
+def test_fit_models_of_different_sizes(sleep):
+    df, _, _, _ = sleep
+    rng = np.random.default_rng(7)
+    subjects = df["Subject"].unique()
+    models = []
+    for n_subjects, noise in [(10, 0.0), (18, 25.0), (14, 10.0)]:
+        sub = df[df["Subject"].isin(subjects[:n_subjects])].copy()
+        sub = sub.iloc[: len(sub) - n_subjects // 2]  # unequal group sizes too
+        sub["Reaction"] += noise * rng.normal(size=len(sub))
+        models.append(
+            mixedjax.MixedLM.from_formula(
+                "Reaction ~ Days", sub, groups="Subject", re_formula="~Days"
+            )
+        )
+    batch = fit_models(models, names=["a", "b", "c"])
+    assert [m.data.ZtZ.shape[0] for m in models] == [12, 24, 16]
+    for i, model in enumerate(models):
+        # The single fit on the batch's padding (24 groups); padding is checked below.
+        padded = mixedjax.MixedLM.__new__(mixedjax.MixedLM)
+        padded.__dict__.update(model.__dict__)
+        padded.data = pad_groups(model.data, 24)
+        single = padded.fit()
+        _close(batch.fe_params.iloc[i], single.fe_params, f"model {i} fe_params")
+        _close(batch.cov_re[i], single.cov_re.to_numpy(), f"model {i} cov_re", single.scale)
+        _close(batch.llf[i], single.llf, f"model {i} llf")
+        # Empty groups change nothing: same deviance on the model's own padding.
+        own = deviance(batch.theta[i], model.data, structure=model.structure, reml=True)
+        _close(-0.5 * float(own), batch.llf[i], f"model {i} padding invariance")
+        assert batch.result(i).model is model
+    with pytest.raises(ValueError, match="one structure"):
+        intercept_only = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject")
+        fit_models([models[0], intercept_only])

@@ -1,0 +1,92 @@
+"""Compiled-code reuse: refits in the same shape bucket do not recompile; the persistent
+cache serves a fresh process from disk.
+
+Compilations are counted with the jitted kernels' own cache sizes (``_cache_size()``), which
+grow by one per new compilation.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+import mixedjax
+from mixedjax import estimation
+
+ROOT = Path(__file__).parents[1]
+
+
+def _kernels():
+    return {
+        "fit_theta": estimation.fit_theta._cache_size(),
+        "estimates_at": estimation.estimates_at._cache_size(),
+        "deviance": estimation.deviance._cache_size(),
+    }
+
+
+def _subset_model(df, n_subjects, drop_rows=0):
+    keep = df["Subject"].isin(np.sort(df["Subject"].unique())[:n_subjects])
+    sub = df[keep].iloc[drop_rows:]
+    return mixedjax.MixedLM.from_formula(
+        "Reaction ~ Days", sub, groups="Subject", re_formula="~Days"
+    )
+
+
+def test_refit_in_same_bucket_does_not_recompile():
+    df = mixedjax.datasets.load("sleepstudy")
+    first = _subset_model(df, 17)
+    first.fit()
+    before = _kernels()
+    for n_subjects, drop in [(18, 0), (18, 5), (17, 3)]:  # 17-18 groups, other rows
+        model = _subset_model(df, n_subjects, drop)
+        assert model.data.ZtZ.shape[0] == first.data.ZtZ.shape[0] == 24
+        model.fit()
+        assert _kernels() == before, (n_subjects, _kernels(), before)
+    # A data set in another bucket (12 groups) does compile: the counter can move.
+    smaller = _subset_model(df, 10)
+    assert smaller.data.ZtZ.shape[0] == 12
+    smaller.fit()
+    assert _kernels()["fit_theta"] == before["fit_theta"] + 1
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    import mixedjax
+    from mixedjax.compilation import enable_compilation_cache
+
+    events = []
+    jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+    path = enable_compilation_cache(sys.argv[1], min_compile_secs=0.0)
+    df = mixedjax.datasets.load("dyestuff")
+    model = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+    llf = model.fit().llf
+    print(json.dumps({"llf": llf, "files": len(list(path.iterdir())),
+                      "hits": events.count("/jax/compilation_cache/cache_hits")}))
+    """
+)
+
+
+def test_persistent_cache_serves_a_new_process(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(tmp_path / "cache")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["files"] > 0
+    # The second process finds (nearly) every compilation of the first on disk.
+    assert warm["hits"] >= cold["hits"] + cold["files"] // 2, runs
+    assert warm["llf"] == cold["llf"]
