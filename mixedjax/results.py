@@ -336,3 +336,7 @@ class MixedLMResults:
             f"<MixedLMResults {self.method}: llf={self.llf:.4f}, nobs={self.nobs}, "
             f"groups={self.model.n_groups}, converged={self.converged}>"
         )
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the styled summary (:func:`mixedjax.display_html.summary_html`)."""
+        return self.summary().as_html()
