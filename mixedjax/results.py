@@ -340,3 +340,36 @@ class MixedLMResults:
     def _repr_html_(self) -> str:
         """Notebook display: the styled summary (:func:`mixedjax.display_html.summary_html`)."""
         return self.summary().as_html()
+
+    # ------------------------------------------------------------------ plots (mixedjax.plots)
+    def plot_caterpillar(self, level: float = 0.95, **kwargs):
+        """Caterpillar plot of the BLUPs with conditional intervals
+        (:func:`mixedjax.plots.caterpillar`); returns the ``Figure``."""
+        from mixedjax import plots
+
+        return plots.caterpillar(self, level, **kwargs)
+
+    def plot_residuals(self, **kwargs):
+        """Residuals vs fitted (:func:`mixedjax.plots.residuals_vs_fitted`); returns the Axes."""
+        from mixedjax import plots
+
+        return plots.residuals_vs_fitted(self, **kwargs)
+
+    def plot_qq(self, **kwargs):
+        """Normal QQ plot of standardised residuals (:func:`mixedjax.plots.qq`)."""
+        from mixedjax import plots
+
+        return plots.qq(self, **kwargs)
+
+    def plot_diagnostics(self, **kwargs):
+        """Residuals vs fitted and QQ side by side (:func:`mixedjax.plots.diagnostics`)."""
+        from mixedjax import plots
+
+        return plots.diagnostics(self, **kwargs)
+
+    def plot_trajectories(self, time, **kwargs):
+        """Observed and fitted trajectories per group over ``time``
+        (:func:`mixedjax.plots.trajectories`); returns the ``Figure``."""
+        from mixedjax import plots
+
+        return plots.trajectories(self, time, **kwargs)
