@@ -50,7 +50,7 @@ def default_start(data: GroupedData, structure: CovStructure) -> jnp.ndarray:
     return jnp.where(diag_mask, scale[diag_index], 0.0)
 
 
-@partial(jax.jit, static_argnames=("structure", "reml", "method", "maxiter"))
+@partial(jax.jit, static_argnames=("structure", "reml", "method", "maxiter", "verbose"))
 def fit_theta(
     theta0: jnp.ndarray,
     free_mask: jnp.ndarray,
@@ -61,13 +61,26 @@ def fit_theta(
     reml: bool,
     method: str = "lbfgs",
     maxiter: int = 500,
+    verbose: bool = False,
 ) -> OptResult:
-    """Minimise the profiled deviance over the free entries of ``θ``."""
+    """Minimise the profiled deviance over the free entries of ``θ``.
+
+    ``verbose`` prints the optimiser's trace (:func:`mixedjax.optimize.print_trace`).
+    """
 
     def objective(theta, data):
         return profiled_deviance(theta, data, structure, reml)
 
-    return minimize(objective, theta0, data, free_mask, method=method, maxiter=maxiter, gtol=gtol)
+    return minimize(
+        objective,
+        theta0,
+        data,
+        free_mask,
+        method=method,
+        maxiter=maxiter,
+        gtol=gtol,
+        verbose=verbose,
+    )
 
 
 @partial(jax.jit, static_argnames=("structure", "reml"))

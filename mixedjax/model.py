@@ -321,6 +321,7 @@ class MixedLM:
         *,
         maxiter: int = 500,
         gtol: float = 1e-9,
+        verbose: bool = False,
         **fit_kwargs,
     ):
         """Fit by REML (default) or ML; returns :class:`~mixedjax.results.MixedLMResults`.
@@ -334,6 +335,8 @@ class MixedLM:
             method: ``"lbfgs"`` (default) or ``"bfgs"`` (a list takes the first of these).
             maxiter: maximum quasi-Newton iterations.
             gtol: tolerance on the scaled gradient ``max|∇d(θ)| / max(1, |d(θ)|)``.
+            verbose: print the optimiser's trace (one line per iteration: objective and
+                scaled gradient, then the Newton polishing steps) and its summary.
 
         ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
         (``disp``, ``callback``, ``retall``) are accepted and ignored.
@@ -372,6 +375,7 @@ class MixedLM:
             reml=bool(reml),
             method=method,
             maxiter=int(maxiter),
+            verbose=bool(verbose),
         )
         theta, value, zeroed = estimation.snap_to_boundary(
             np.asarray(result.x),
@@ -400,6 +404,9 @@ class MixedLM:
             boundary=zeroed,
             free_mask=free_theta,
         )
+        if verbose:
+            jax.effects_barrier()  # the trace lines are printed before the summary
+            print(summary, flush=True)
         if not converged:
             warnings.warn(
                 f"MixedLM fit did not converge: {STATUS_MESSAGES[status]} (scaled gradient "
