@@ -149,3 +149,18 @@ def test_model_repr_says_what_it_is(sleep):
     text = repr(model)
     assert "Reaction ~ Days" in text and "nobs=180" in text and "groups=18" in text
     assert "groups=18" in repr(res) and "REML" in repr(res)
+
+
+def test_varcorr_table_variance_components_only():
+    """Crossed factors as variance components of one all-rows group (statsmodels' idiom);
+    also the regression test for a model with ``vc_formula`` and no ``re_formula``."""
+    ref, data = load_reference("penicillin_reml")
+    data["one"] = 1
+    vc = {"plate": "0 + C(plate)", "sample": "0 + C(sample)"}
+    res = mixedjax.MixedLM.from_formula("diameter ~ 1", data, groups="one", vc_formula=vc).fit()
+    assert res.model.k_re == 0 and res.llf >= ref["loglik"] - 1e-6 * abs(ref["loglik"])
+    table = varcorr_table(res)
+    assert table["Groups"].tolist() == ["plate", "sample", "Residual"]
+    lme4_sd = [np.sqrt(r["cov"][0][0]) for r in ref["random"]] + [ref["residual_variance"] ** 0.5]
+    np.testing.assert_allclose(table["Std.Dev."].astype(float), lme4_sd, atol=1e-3)
+    assert "plate Var" in res.summary().as_text()
