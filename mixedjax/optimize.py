@@ -51,6 +51,13 @@ class OptResult(NamedTuple):
         n_newton: ``()`` accepted Newton polishing steps.
         scaled_grad: ``()`` ``max |grad| / max(1, |value|)``.
         status: ``()`` one of the ``STATUS_*`` codes.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> res = minimize(lambda x, a: jnp.sum((x - a) ** 2), jnp.zeros(2), jnp.array([1.0, 2.0]),
+        ...                jnp.array([True, True]))
+        >>> res.x.tolist(), int(res.status), STATUS_MESSAGES[int(res.status)]
+        ([1.0, 2.0], 0, 'converged: scaled gradient below gtol')
     """
 
     x: jnp.ndarray
@@ -87,6 +94,14 @@ def minimize(
 
     ``verbose`` (static) prints one line per iteration from inside the compiled loop
     (iteration, objective, scaled gradient; see :func:`print_trace`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> def fun(x, target):
+        ...     return jnp.sum((x - target) ** 2)
+        >>> res = minimize(fun, jnp.zeros(2), jnp.array([1.0, 2.0]), jnp.array([True, False]))
+        >>> res.x.tolist()   # the second coordinate is held at its start value
+        [1.0, 0.0]
     """
     if method not in ("lbfgs", "bfgs"):
         raise ValueError(f"method must be 'lbfgs' or 'bfgs', got {method!r}")
