@@ -59,7 +59,13 @@ def html_table(frame: pd.DataFrame, *, index: bool = True, left: tuple[str, ...]
 
 
 def info_table(pairs: list[tuple[str, str]], n_columns: int = 2) -> str:
-    """Key/value pairs laid out in ``n_columns`` side-by-side column pairs (HTML)."""
+    """Key/value pairs laid out in ``n_columns`` side-by-side column pairs (HTML).
+
+    Example:
+        >>> html = info_table([("Model", "MixedLM"), ("Method", "REML")])
+        >>> html.count("<tr>"), "REML" in html
+        (1, True)
+    """
     n_rows = -(-len(pairs) // n_columns)
     rows = []
     for i in range(n_rows):
@@ -73,7 +79,13 @@ def info_table(pairs: list[tuple[str, str]], n_columns: int = 2) -> str:
 
 
 def html_block(title: str, sections: list[tuple[str, str]], notes: list[str] = ()) -> str:
-    """Wrap ``(caption, html)`` sections under a title in one styled ``div``."""
+    """Wrap ``(caption, html)`` sections under a title in one styled ``div``.
+
+    Example:
+        >>> html = html_block("Title", [("A table", html_table(pd.DataFrame({"x": [1]})))])
+        >>> html.startswith("<style>") and "A table" in html
+        True
+    """
     parts = [_STYLE, '<div class="mixedjax">', f"<h4>{escape(title)}</h4>"]
     for caption, body in sections:
         if caption:
@@ -87,7 +99,17 @@ def html_block(title: str, sections: list[tuple[str, str]], notes: list[str] = (
 def summary_html(summary) -> str:
     """HTML for a :class:`mixedjax.display.Summary`: model information, the coefficient
     table (fixed effects with z-tests and intervals, then the variance parameters as in
-    statsmodels), and lme4's variance-component table."""
+    statsmodels), and lme4's variance-component table.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> html = summary_html(r.summary())   # what r._repr_html_() shows in Jupyter
+        >>> "Random effects (lme4 VarCorr)" in html and "10.467" in html
+        True
+    """
     from mixedjax.display import varcorr_table
 
     results = summary.results

@@ -33,7 +33,19 @@ from mixedjax.validation import as_float_matrix, check_full_rank, handle_missing
 
 
 class ConvergenceWarning(UserWarning):
-    """The optimiser stopped before reaching its convergence criterion."""
+    """The optimiser stopped before reaching its convergence criterion.
+
+    Example:
+        >>> import warnings, mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     r = m.fit(maxiter=1, gtol=1e-300)  # an unreachable tolerance
+        >>> caught[0].category.__name__, r.converged
+        ('ConvergenceWarning', False)
+    """
 
 
 # statsmodels' fit keywords that have no meaning here (its optimiser chain) and are ignored.
@@ -45,6 +57,10 @@ def bucket_size(n: int) -> int:
 
     The group axis is padded with empty groups to this size, so data sets whose numbers of
     groups fall in the same bucket share compiled code (padding at most doubles the work).
+
+    Example:
+        >>> [bucket_size(n) for n in (1, 9, 13, 17, 100, 1000)]
+        [8, 12, 16, 24, 128, 1024]
     """
     size = 8
     while size < n:

@@ -48,7 +48,12 @@ def set_progress(enabled: bool | None) -> None:
 
 
 def in_notebook() -> bool:
-    """Whether the code runs in a Jupyter (IPython kernel) session."""
+    """Whether the code runs in a Jupyter (IPython kernel) session.
+
+    Example:
+        >>> in_notebook()   # a plain Python process
+        False
+    """
     shell = sys.modules.get("IPython")
     if shell is None:
         return False
@@ -169,6 +174,11 @@ class Progress:
 
     Use :func:`progress` to make one. ``update(n)`` advances, ``close()`` finishes (called on
     leaving a ``with`` block); ``n`` counts the steps even when nothing is shown.
+
+    Example:
+        >>> bar = Progress(total=2, desc="fits", enabled=False)
+        >>> bar.update(2); bar.close(); bar.n
+        2
     """
 
     def __init__(

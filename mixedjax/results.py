@@ -28,6 +28,14 @@ class OptSummary:
         converged, message: outcome.
         boundary: indices of ``θ`` set to exactly 0 (variances on the boundary).
         free_mask: which entries of ``θ`` were estimated (the others held at their start).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> r.optim.converged, r.optim.n_newton >= 0, r.optim.scaled_gradient < r.optim.gtol
+        (True, True, True)
     """
 
     method: str
@@ -78,7 +86,17 @@ def _level_of(colname: str) -> str:
 
 class RandomEffects(Mapping):
     """Read-only mapping group label -> ``pd.Series`` of that group's BLUPs (statsmodels'
-    ``random_effects``), built per group on access so millions of groups cost nothing."""
+    ``random_effects``), built per group on access so millions of groups cost nothing.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> re = r.random_effects
+        >>> len(re), list(re["308"].index)
+        (18, ['Group', 'Days'])
+    """
 
     def __init__(self, labels, values, names_of):
         self._index = {lab: i for i, lab in enumerate(labels)}
@@ -103,6 +121,14 @@ class MixedLMResults:
 
     Scales: ``cov_re``, ``vcomp``, ``scale`` are on the data scale; ``cov_re_unscaled`` and
     ``params`` (statsmodels' layout) on the profile scale (divided by ``scale``).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> r.fe_params.round(3).tolist(), round(r.scale, 2), r.is_singular
+        ([251.405, 10.467], 654.94, False)
     """
 
     def __init__(self, model, theta: np.ndarray, est: Estimates, opt: OptSummary, reml: bool):
@@ -223,6 +249,7 @@ class MixedLMResults:
 
     @property
     def tvalues(self) -> pd.Series:
+        """z statistics of the fixed effects, ``fe_params / bse_fe`` (statsmodels' name)."""
         return self.fe_params / self.bse_fe
 
     @property
