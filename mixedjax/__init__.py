@@ -8,9 +8,9 @@ from mixedjax import (
     datasets,
     functional,
 )
-from mixedjax.compare import anova, lrt
 from mixedjax.batch_results import BatchResults, fit_models
 from mixedjax.chunked import from_chunks
+from mixedjax.compare import anova, lrt
 from mixedjax.compilation import enable_compilation_cache
 from mixedjax.covariance import MixedLMParams
 from mixedjax.crossed_model import CrossedMixedLM

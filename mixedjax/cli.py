@@ -24,6 +24,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line (``argv`` defaults to ``sys.argv[1:]``); returns the exit status.
+
+    ``demo`` fits sleepstudy; ``fit DATA.csv --formula F --groups G [--re-formula R] [--ml]``
+    fits a CSV file and prints the summary and lme4's variance components. Bad input gives a
+    one-line error on stderr and status 2.
+
+    Example:
+        >>> main(["fit", "missing.csv", "--formula", "y ~ x", "--groups", "g"])
+        2
+    """
     args = _parser().parse_args(argv)
     import pandas as pd
 

@@ -37,6 +37,11 @@ class CovStructure:
         k_re: number of correlated random effects ``q`` (size of ``Ψ``).
         vc_sizes: for each variance component, the number of columns it has in a group
             (the maximum over groups; groups with fewer columns are zero-padded).
+
+    Example:
+        >>> s = CovStructure(k_re=2, vc_sizes=(3,))
+        >>> s.n_theta, s.n_random, s.diagonal_theta_mask().tolist()
+        (4, 5, [True, False, True, True])
     """
 
     k_re: int
@@ -73,13 +78,25 @@ class CovStructure:
 
 
 def lower_indices_colwise(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of the lower triangle of a ``q x q`` matrix, column by column (lme4)."""
+    """(row, col) of the lower triangle of a ``q x q`` matrix, column by column (lme4).
+
+    Example:
+        >>> rows, cols = lower_indices_colwise(3)
+        >>> rows.tolist(), cols.tolist()
+        ([0, 1, 2, 1, 2, 2], [0, 0, 0, 1, 1, 2])
+    """
     upper_rows, upper_cols = np.triu_indices(q)
     return upper_cols, upper_rows
 
 
 def theta_to_factor(theta: jnp.ndarray, structure: CovStructure) -> jnp.ndarray:
-    """Relative covariance factor ``Λ (r, r)`` from ``θ (n_theta,)``."""
+    """Relative covariance factor ``Λ (r, r)`` from ``θ (n_theta,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> theta_to_factor(jnp.array([1.0, 0.5, 2.0, 3.0]), CovStructure(2, (1,))).tolist()
+        [[1.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.0, 3.0]]
+    """
     q = structure.k_re
     rows, cols = lower_indices_colwise(q)
     L = jnp.zeros((q, q), theta.dtype).at[rows, cols].set(theta[: structure.k_re2])
@@ -90,7 +107,14 @@ def theta_to_factor(theta: jnp.ndarray, structure: CovStructure) -> jnp.ndarray:
 
 
 def theta_to_cov(theta: jnp.ndarray, structure: CovStructure) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Profile-scale ``(Ψ₁ (q, q), τ₁ (k_vc,))`` from ``θ``."""
+    """Profile-scale ``(Ψ₁ (q, q), τ₁ (k_vc,))`` from ``θ``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> cov, vc = theta_to_cov(jnp.array([1.0, 0.5, 2.0, 3.0]), CovStructure(2, (1,)))
+        >>> cov.tolist(), vc.tolist()
+        ([[1.0, 0.5], [0.5, 4.25]], [9.0])
+    """
     q = structure.k_re
     rows, cols = lower_indices_colwise(q)
     L = jnp.zeros((q, q), theta.dtype).at[rows, cols].set(theta[: structure.k_re2])
@@ -101,6 +125,11 @@ def cov_to_theta(cov_re: np.ndarray, vcomp: np.ndarray, structure: CovStructure)
     """``θ`` from profile-scale ``Ψ₁`` and ``τ₁`` (inverse of :func:`theta_to_cov`).
 
     A positive semi-definite (singular) ``Ψ₁`` is allowed: its factor gets zero columns.
+
+    Example:
+        >>> cov = np.array([[1.0, 0.5], [0.5, 4.25]])
+        >>> cov_to_theta(cov, np.array([9.0]), CovStructure(2, (1,)))
+        array([1. , 0.5, 2. , 3. ])
     """
     L = psd_cholesky(np.asarray(cov_re, dtype=float).reshape(structure.k_re, structure.k_re))
     rows, cols = lower_indices_colwise(structure.k_re)
@@ -115,6 +144,11 @@ def psd_cholesky(A: np.ndarray, tol: float = 1e-13) -> np.ndarray:
 
     Unlike ``np.linalg.cholesky`` this accepts singular matrices: a pivot that is zero (up
     to ``tol`` relative to the largest diagonal entry) gives a zero column.
+
+    Example:
+        >>> psd_cholesky(np.array([[4.0, 2.0], [2.0, 1.0]]))  # rank one: second column is zero
+        array([[2., 0.],
+               [1., 0.]])
     """
     A = np.array(A, dtype=float)
     if A.shape[0] != A.shape[1] or not np.allclose(A, A.T, rtol=1e-10, atol=0):
@@ -153,7 +187,7 @@ class MixedLMParams:
         vcomp: ``τ₁ = τ/σ² (k_vc,)``.
 
     Example:
-        >>> p = MixedLMParams.from_components(np.zeros(2), np.eye(2), np.ones(1))
+        >>> p = MixedLMParams.from_components(np.zeros(2), np.eye(2), vcomp=np.ones(1))
         >>> p.get_packed(use_sqrt=True, has_fe=True).shape
         (6,)
     """
@@ -230,13 +264,26 @@ class MixedLMParams:
 
 
 def unpack(packed: jnp.ndarray, k_fe: int, k_re: int):
-    """Split a packed vector into ``(fe, cov part, vc part)`` (jnp; differentiable)."""
+    """Split a packed vector into ``(fe, cov part, vc part)`` (jnp; differentiable).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> [part.tolist() for part in unpack(jnp.arange(6.0), k_fe=2, k_re=2)]
+        [[0.0, 1.0], [2.0, 3.0, 4.0], [5.0]]
+    """
     k_re2 = k_re * (k_re + 1) // 2
     return packed[:k_fe], packed[k_fe : k_fe + k_re2], packed[k_fe + k_re2 :]
 
 
 def packed_to_cov(cov_part: jnp.ndarray, vc_part: jnp.ndarray, k_re: int, use_sqrt: bool):
-    """Profile-scale ``(Ψ₁, τ₁)`` from the packed covariance parts (jnp; differentiable)."""
+    """Profile-scale ``(Ψ₁, τ₁)`` from the packed covariance parts (jnp; differentiable).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> cov, vc = packed_to_cov(jnp.array([1.0, 0.5, 2.0]), jnp.array([3.0]), 2, use_sqrt=True)
+        >>> cov.tolist(), vc.tolist()
+        ([[1.0, 0.5], [0.5, 4.25]], [9.0])
+    """
     rows, cols = np.tril_indices(k_re)
     M = jnp.zeros((k_re, k_re), cov_part.dtype).at[rows, cols].set(cov_part)
     if use_sqrt:

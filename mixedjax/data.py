@@ -36,6 +36,15 @@ class GroupedData(NamedTuple):
         Xty: ``(p,)`` total ``X'y``.
         yty: ``()`` total ``y'y``.
         n_obs: ``()`` number of observations (float, so it can be traced).
+
+    Example:
+        >>> import numpy as np
+        >>> codes = np.array([0, 0, 1, 1, 1])
+        >>> y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> X = np.ones((5, 1))
+        >>> data = group_crossprods(y, X, X, codes, n_groups=2)
+        >>> data.ZtZ.shape, data.ZtX.shape, data.Zty.tolist(), float(data.n_obs)
+        ((2, 1, 1), (2, 1, 1), [[3.0], [12.0]], 5.0)
     """
 
     ZtZ: jnp.ndarray
@@ -58,6 +67,15 @@ def group_crossprods(
         exog_z: ``(n, r)`` random-effects design, local columns (see module docstring).
         group_codes: ``(n,)`` integer group of each row, in ``[0, n_groups)``.
         n_groups: number of groups (may exceed the largest code: trailing empty groups).
+
+    Example:
+        >>> import numpy as np
+        >>> codes = np.array([0, 0, 1, 1, 1])
+        >>> y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> X = np.ones((5, 1))
+        >>> data = group_crossprods(y, X, X, codes, n_groups=2)
+        >>> data.ZtZ[:, 0, 0].tolist(), float(data.yty)
+        ([2.0, 3.0], 55.0)
     """
     n, r = exog_z.shape
     p = exog.shape[1]
@@ -88,7 +106,17 @@ def group_crossprods(
 
 
 def pad_groups(data: GroupedData, n_groups: int) -> GroupedData:
-    """Append empty groups (zero cross-products) so the group axis has length ``n_groups``."""
+    """Append empty groups (zero cross-products) so the group axis has length ``n_groups``.
+
+    Example:
+        >>> import numpy as np
+        >>> codes = np.array([0, 0, 1, 1, 1])
+        >>> y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> X = np.ones((5, 1))
+        >>> data = pad_groups(group_crossprods(y, X, X, codes, n_groups=2), 8)
+        >>> data.ZtZ.shape, data.ZtZ[2:, 0, 0].tolist()
+        ((8, 1, 1), [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    """
     extra = n_groups - data.ZtZ.shape[0]
     if extra < 0:
         raise ValueError(f"n_groups={n_groups} is smaller than the data's {data.ZtZ.shape[0]}")
@@ -108,6 +136,13 @@ class LocalColumns(NamedTuple):
         values: ``(n, k_max)`` the row's entries in its group's local columns.
         global_column: ``(n_groups, k_max)`` global column behind each local column, ``-1``
             for padding.
+
+    Example:
+        >>> import numpy as np
+        >>> design = np.eye(4)[[0, 1, 2, 3]]          # one indicator column per row
+        >>> local = localize_columns(design, np.array([0, 0, 1, 1]), n_groups=2)
+        >>> local.values.shape, local.global_column.tolist()
+        ((4, 2), [[0, 1], [2, 3]])
     """
 
     values: np.ndarray
@@ -119,6 +154,13 @@ def localize_columns(design: np.ndarray, group_codes: np.ndarray, n_groups: int)
 
     Local column ``j`` of group ``i`` is the ``j``-th (in global order) column that has a
     non-zero entry in a row of group ``i``.
+
+    Example:
+        >>> import numpy as np
+        >>> design = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]])
+        >>> local = localize_columns(design, np.array([0, 0, 1, 1]), n_groups=2)
+        >>> local.values.tolist(), local.global_column.tolist()
+        ([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], [[0, 1], [2, -1]])
     """
     design = np.asarray(design, dtype=float)
     n, K = design.shape

@@ -1,5 +1,7 @@
 """Text and table display of results: the summary table and lme4's ``VarCorr`` layout."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -13,6 +15,14 @@ def varcorr_frame(results) -> pd.DataFrame:
     order (variances first, then the lower triangle column by column); each variance
     component; ``Residual`` last. ``sdcor`` is the standard deviation for a variance and
     the correlation for a covariance.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> varcorr_frame(r)["sdcor"].round(3).tolist()   # SDs, the correlation, σ
+        [24.74, 5.922, 0.066, 25.592]
     """
     model = results.model
     group = getattr(model, "group_name", "Group")
@@ -32,7 +42,17 @@ def varcorr_frame(results) -> pd.DataFrame:
 
 
 class Summary:
-    """statsmodels-style summary; ``str()`` gives the text, ``tables`` the DataFrames."""
+    """statsmodels-style summary; ``str()`` gives the text, ``tables`` the DataFrames.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> s = r.summary()
+        >>> s.tables[1].loc["Days", "Coef."].round(3), str(s).splitlines()[0].strip()
+        (np.float64(10.467), 'Mixed Linear Model Regression Results')
+    """
 
     def __init__(self, results, alpha: float = 0.05):
         self.results = results
@@ -86,32 +106,28 @@ class Summary:
         return pd.concat([table, re_table])
 
     def as_text(self) -> str:
+        """The summary as text, laid out exactly as statsmodels' ``summary2`` lays it out."""
         info, coef = self.tables
-        w0 = max(len(s) for s in info[0]) + 1
-        w1 = max(len(s) for s in info[1]) + 2
-        w2 = max(len(s) for s in info[2]) + 1
-        info_lines = [
-            f"{a:<{w0}}{b:<{w1}}{c:<{w2}}{d}" for a, b, c, d in info.itertuples(index=False)
-        ]
         formatted = coef.map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-        name_w = max(len(str(i)) for i in formatted.index) + 1
-        col_w = [max(len(c), formatted[c].str.len().max()) + 1 for c in formatted.columns]
-        header = " " * name_w + "".join(
-            f"{c:>{w}}" for c, w in zip(formatted.columns, col_w, strict=True)
-        )
-        body = [
-            f"{str(idx):<{name_w}}" + "".join(f"{v:>{w}}" for v, w in zip(row, col_w, strict=True))
-            for idx, row in zip(formatted.index, formatted.itertuples(index=False), strict=True)
-        ]
-        width = max(len(header), *(len(s) for s in info_lines))
-        title = "Mixed Linear Model Regression Results".center(width)
-        return "\n".join(
-            [title, "=" * width, *info_lines, "-" * width, header, "-" * width, *body, "=" * width]
+        return text_tables(
+            [
+                TextTable(info.to_numpy(dtype=str), align="l"),
+                TextTable(
+                    formatted.to_numpy(dtype=str),
+                    header=[str(c) for c in formatted.columns],
+                    stubs=[str(i) for i in formatted.index],
+                    align="r",
+                ),
+            ],
+            title="Mixed Linear Model Regression Results",
         )
 
     def as_html(self) -> str:
-        info, coef = self.tables
-        return info.to_html(index=False, header=False) + coef.to_html(float_format="%.3f")
+        """The summary as a self-contained styled HTML block (model info, coefficients, and
+        lme4's variance-component table)."""
+        from mixedjax.display_html import summary_html
+
+        return summary_html(self)
 
     def __str__(self) -> str:
         return self.as_text()
@@ -120,3 +136,134 @@ class Summary:
 
     def _repr_html_(self) -> str:
         return self.as_html()
+
+
+# --------------------------------------------------------------------- text tables
+@dataclass(frozen=True)
+class TextTable:
+    """One block of a text summary: cells ``(rows, cols)`` of strings, optional header/stubs.
+
+    ``align`` is ``"l"`` or ``"r"`` for the data cells; headers are centred and stubs
+    left-aligned (statsmodels' ``SimpleTable`` text format).
+
+    Example:
+        >>> import numpy as np
+        >>> TextTable(np.array([["1.0", "x"]]), header=["a", "b"], stubs=["row"]).lines()
+        ['---------', '     a  b', '---------', 'row 1.0 x']
+    """
+
+    cells: np.ndarray
+    header: list[str] | None = None
+    stubs: list[str] | None = None
+    align: str = "r"
+
+    def lines(self, pad_col: int = 0, pad_index: int = 0) -> list[str]:
+        """Rendered rows: a ``-`` rule above, the header and a ``-`` rule below it, the body."""
+        cells = [[str(c).strip() for c in row] for row in self.cells]
+        if self.stubs is not None:
+            stubs = [s + " " * pad_index for s in self.stubs]
+            cells = [[s, *row] for s, row in zip(stubs, cells, strict=True)]
+        elif pad_index:
+            cells = [[row[0] + " " * pad_index, *row[1:]] for row in cells]
+        header = None
+        if self.header is not None:
+            header = ([""] if self.stubs is not None else []) + list(self.header)
+        rows = cells + ([header] if header else [])
+        widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+        sep = " " * (pad_col + 1)
+        has_stub = self.stubs is not None
+
+        def render(row, kind):
+            out = []
+            for j, (c, w) in enumerate(zip(row, widths, strict=True)):
+                if j == 0 and has_stub:
+                    out.append(c.ljust(w))
+                elif kind == "header":
+                    out.append(c.center(w))
+                else:
+                    out.append(c.ljust(w) if self.align == "l" else c.rjust(w))
+            return sep.join(out)
+
+        body = [render(r, "data") for r in cells]
+        width = len(body[0]) if body else 0
+        lines = ["-" * width]
+        if header:
+            head = render(header, "header")
+            lines += [head, "-" * len(head)]
+        return lines + body
+
+
+def text_tables(tables: list[TextTable], title: str = "") -> str:
+    """Stack text tables as statsmodels' ``summary2.Summary.as_text`` does.
+
+    Narrower tables get wider column separators (and then a wider first column) to
+    approach the width of the widest; the whole is framed by ``=`` rules of that width and
+    the title is centred above it.
+
+    Example:
+        >>> t = TextTable(np.array([["1"], ["2"]]), header=["y"], stubs=["a", "bb"])
+        >>> print(text_tables([t], title="T"))
+         T
+        ====
+           y
+        ----
+        a  1
+        bb 2
+        ====
+    """
+    natural = [len(t.lines()[0]) for t in tables]
+    widest = max(natural)
+    blocks = []
+    for t, length in zip(tables, natural, strict=True):
+        n_sep = max(t.cells.shape[1] - 1, 1)
+        pad = (widest - length) // n_sep
+        pad_index = widest - (length + n_sep * pad)
+        blocks.extend(t.lines(pad_col=pad, pad_index=pad_index))
+    blocks[0] = "=" * widest
+    blocks.append("=" * widest)
+    if title and len(title) < widest:
+        title = " " * int(widest / 2 - len(title) / 2) + title
+    return "\n".join([title, *blocks])
+
+
+# --------------------------------------------------------------------- lme4's VarCorr print
+def varcorr_table(results) -> pd.DataFrame:
+    """lme4's ``print(VarCorr(m), comp = c("Variance", "Std.Dev."))`` as a DataFrame of strings.
+
+    Columns ``Groups, Name, Variance, Std.Dev., Corr``: one row per term of each grouping
+    factor (the factor named on its first row only), ``Residual`` last; ``Corr`` holds the
+    correlations of a term with the terms before it in its factor (the lower triangle of
+    lme4's correlation matrix, two decimals). Built from :func:`varcorr_frame`, so it follows
+    whatever grouping structure that reports.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> table = varcorr_table(r)
+        >>> table["Groups"].tolist(), table["Corr"].tolist()
+        (['Subject', '', 'Residual'], ['', '0.07', ''])
+        >>> table["Std.Dev."].tolist()
+        ['24.740', '5.922', '25.592']
+    """
+    vc = varcorr_frame(results)
+    rows = []
+    for group, block in vc.groupby("group", sort=False):
+        variances = block[block["var2"].isna()]
+        covs = block[block["var2"].notna()]
+        for k, (_, row) in enumerate(variances.iterrows()):
+            corr = [
+                f"{c:.2f}"
+                for c in covs.loc[covs["var2"] == row["var1"], "sdcor"].to_numpy(dtype=float)
+            ]
+            rows.append(
+                {
+                    "Groups": group if k == 0 else "",
+                    "Name": "" if row["var1"] is None or pd.isna(row["var1"]) else row["var1"],
+                    "Variance": f"{row['vcov']:.3f}",
+                    "Std.Dev.": f"{row['sdcor']:.3f}",
+                    "Corr": " ".join(corr),
+                }
+            )
+    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])

@@ -16,7 +16,15 @@ import pandas as pd
 
 
 class FormulaDesign(NamedTuple):
-    """Row-level arrays built from formulas (rows as in ``data``; NaN kept for checking)."""
+    """Row-level arrays built from formulas (rows as in ``data``; NaN kept for checking).
+
+    Example:
+        >>> import mixedjax
+        >>> d = design_from_formulas("Reaction ~ Days", mixedjax.datasets.load("sleepstudy"),
+        ...                          "Subject", "~Days", None)
+        >>> list(d.exog.columns), d.re_names, d.group_name
+        (['Intercept', 'Days'], ['Group', 'Days'], 'Subject')
+    """
 
     endog: pd.Series
     exog: pd.DataFrame
@@ -42,7 +50,15 @@ def design_from_formulas(
     vc_formula: dict[str, str] | None,
     subset=None,
 ) -> FormulaDesign:
-    """Evaluate the statsmodels-style formulas on ``data``."""
+    """Evaluate the statsmodels-style formulas on ``data``.
+
+    Example:
+        >>> import mixedjax
+        >>> d = design_from_formulas("strength ~ 1", mixedjax.datasets.load("pastes"), "batch",
+        ...                          None, {"cask": "0 + C(cask)"})
+        >>> d.exog_re is None, d.exog_vc["__row_designs__"]["names"]
+        (True, ['cask'])
+    """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if not isinstance(formula, str) or "~" not in formula:

@@ -36,19 +36,47 @@ def _user_to_profile(phi: jnp.ndarray, structure: CovStructure):
 
 
 def user_objective(phi: jnp.ndarray, data: GroupedData, structure: CovStructure, reml: bool):
-    """``d(φ)`` of the module docstring."""
+    """``d(φ)`` of the module docstring.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> phi = jnp.array([1764.05, 2451.25])   # (batch variance, residual variance), REML
+        >>> round(float(user_objective(phi, m.data, m.structure, reml=True)), 4)
+        319.6543
+    """
     cov, vc, scale = _user_to_profile(phi, structure)
     return objective_given_scale(gls_system_cov(cov, vc, data, structure), scale, data.n_obs, reml)
 
 
 @partial(jax.jit, static_argnames=("structure", "reml"))
 def variance_information(phi, data, *, structure: CovStructure, reml: bool):
-    """Observed information ``H/2`` for ``φ`` (``(m, m)``, ``m = k_re2 + k_vc + 1``)."""
+    """Observed information ``H/2`` for ``φ`` (``(m, m)``, ``m = k_re2 + k_vc + 1``).
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> phi = jnp.array([1764.05, 2451.25])   # (batch variance, residual variance), REML
+        >>> info = variance_information(phi, m.data, structure=m.structure, reml=True)
+        >>> np.sqrt(np.diag(invert_information(np.asarray(info)))).round(2).tolist()   # Wald SEs
+        [1432.75, 707.61]
+    """
     return 0.5 * jax.hessian(user_objective)(phi, data, structure, reml)
 
 
 def profile_jacobian(phi: np.ndarray, structure: CovStructure) -> np.ndarray:
-    """Jacobian of ``(tril Ψ₁, τ₁)`` with respect to ``φ``; ``(m - 1, m)``."""
+    """Jacobian of ``(tril Ψ₁, τ₁)`` with respect to ``φ``; ``(m - 1, m)``.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> phi = jnp.array([1764.05, 2451.25])   # (batch variance, residual variance), REML
+        >>> profile_jacobian(np.asarray(phi), m.structure).shape   # d(Ψ/σ²)/d(Ψ, σ²)
+        (1, 2)
+    """
 
     def to_profile(phi):
         cov, vc, _ = _user_to_profile(phi, structure)
@@ -59,7 +87,14 @@ def profile_jacobian(phi: np.ndarray, structure: CovStructure) -> np.ndarray:
 
 
 def invert_information(info: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric information matrix; pseudo-inverse where it is singular."""
+    """Inverse of a symmetric information matrix; pseudo-inverse where it is singular.
+
+    Example:
+        >>> import numpy as np
+        >>> invert_information(np.array([[4.0, 0.0], [0.0, 0.0]]))   # singular: pseudo-inverse
+        array([[0.25, 0.  ],
+               [0.  , 0.  ]])
+    """
     info = 0.5 * (info + info.T)
     eigval, eigvec = np.linalg.eigh(info)
     tol = 1e-12 * max(1.0, float(np.max(np.abs(eigval))))

@@ -33,7 +33,19 @@ from mixedjax.validation import as_float_matrix, check_full_rank, handle_missing
 
 
 class ConvergenceWarning(UserWarning):
-    """The optimiser stopped before reaching its convergence criterion."""
+    """The optimiser stopped before reaching its convergence criterion.
+
+    Example:
+        >>> import warnings, mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     r = m.fit(maxiter=1, gtol=1e-300)  # an unreachable tolerance
+        >>> caught[0].category.__name__, r.converged
+        ('ConvergenceWarning', False)
+    """
 
 
 # statsmodels' fit keywords that have no meaning here (its optimiser chain) and are ignored.
@@ -45,6 +57,10 @@ def bucket_size(n: int) -> int:
 
     The group axis is padded with empty groups to this size, so data sets whose numbers of
     groups fall in the same bucket share compiled code (padding at most doubles the work).
+
+    Example:
+        >>> [bucket_size(n) for n in (1, 9, 13, 17, 100, 1000)]
+        [8, 12, 16, 24, 128, 1024]
     """
     size = 8
     while size < n:
@@ -413,6 +429,7 @@ class MixedLM:
         gtol: float = 1e-9,
         devices=None,
         dtype=None,
+        verbose: bool = False,
         **fit_kwargs,
     ):
         """Fit by REML (default) or ML; returns :class:`~mixedjax.results.MixedLMResults`.
@@ -427,6 +444,8 @@ class MixedLM:
                 Hessian); a list takes the first of these it contains.
             maxiter: maximum quasi-Newton iterations.
             gtol: tolerance on the scaled gradient ``max|∇d(θ)| / max(1, |d(θ)|)``.
+            verbose: print the optimiser's trace (one line per iteration: objective and
+                scaled gradient, then the Newton polishing steps) and its summary.
 
         ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
         (``disp``, ``callback``, ``retall``) are accepted and ignored.
@@ -483,6 +502,7 @@ class MixedLM:
             reml=bool(reml),
             method=method,
             maxiter=int(maxiter),
+            verbose=bool(verbose),
         )
         result, n_restarts, saddle = safeguards.escape_saddle(
             result,
@@ -523,6 +543,9 @@ class MixedLM:
             boundary=zeroed,
             free_mask=free_theta,
         )
+        if verbose:
+            jax.effects_barrier()  # the trace lines are printed before the summary
+            print(summary, flush=True)
         if not converged:
             warnings.warn(
                 safeguards.convergence_diagnosis(status, summary, saddle),

@@ -55,6 +55,13 @@ class OptResult(NamedTuple):
         n_newton: ``()`` accepted Newton polishing steps.
         scaled_grad: ``()`` ``max |grad| / max(1, |value|)``.
         status: ``()`` one of the ``STATUS_*`` codes.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> res = minimize(lambda x, a: jnp.sum((x - a) ** 2), jnp.zeros(2), jnp.array([1.0, 2.0]),
+        ...                jnp.array([True, True]))
+        >>> res.x.tolist(), int(res.status), STATUS_MESSAGES[int(res.status)]
+        ([1.0, 2.0], 0, 'converged: scaled gradient below gtol')
     """
 
     x: jnp.ndarray
@@ -88,8 +95,21 @@ def minimize(
     maxiter: int = 500,
     gtol: float = 1e-9,
     newton_steps: int = 8,
+    verbose: bool = False,
 ) -> OptResult:
-    """Minimise ``fun(x, args)`` over the free coordinates (pure; call it under ``jit``)."""
+    """Minimise ``fun(x, args)`` over the free coordinates (pure; call it under ``jit``).
+
+    ``verbose`` (static) prints one line per iteration from inside the compiled loop
+    (iteration, objective, scaled gradient; see :func:`print_trace`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> def fun(x, target):
+        ...     return jnp.sum((x - target) ** 2)
+        >>> res = minimize(fun, jnp.zeros(2), jnp.array([1.0, 2.0]), jnp.array([True, False]))
+        >>> res.x.tolist()   # the second coordinate is held at its start value
+        [1.0, 0.0]
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     free = jnp.asarray(free_mask, dtype=bool)
@@ -158,22 +178,44 @@ def minimize(
                 finite, jnp.where(new_value < value_before, -1, STATUS_STALLED), STATUS_NONFINITE
             ),
         )
+        if verbose:
+            jax.debug.callback(print_trace, "iter", it + 1, value, _scaled_grad(value, grad))
         return x, aux, value, grad, it + 1, n_eval + n_ls, status
 
     start_status = jnp.where(_scaled_grad(value0, grad0) <= gtol, STATUS_CONVERGED, -1)
     start_status = jnp.where(jnp.isfinite(value0), start_status, STATUS_NONFINITE)
+    if verbose:
+        jax.debug.callback(print_trace, "start", 0, value0, _scaled_grad(value0, grad0))
     carry = (x0, aux0, value0, grad0, jnp.asarray(0), jnp.asarray(1), start_status)
     x, _, value, grad, n_iter, n_eval, status = jax.lax.while_loop(cond, body, carry)
     status = jnp.where(status < 0, STATUS_MAXITER, status)
 
-    x, value, grad, n_newton = _newton_polish(f, value_and_grad, free, x, value, grad, newton_steps)
+    x, value, grad, n_newton = _newton_polish(
+        f, value_and_grad, free, x, value, grad, newton_steps, verbose
+    )
     scaled = _scaled_grad(value, grad)
     status = jnp.where((status != STATUS_NONFINITE) & (scaled <= gtol), STATUS_CONVERGED, status)
     status = jnp.where(jnp.isfinite(value), status, STATUS_NONFINITE)
     return OptResult(x, value, grad, n_iter, n_eval + 2 * n_newton, n_newton, scaled, status)
 
 
-def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps):
+def print_trace(stage: str, iteration, value, scaled_grad, accepted=True) -> None:
+    """Host-side printer of the optimiser trace (called through ``jax.debug.callback``).
+
+    A Newton step that would not improve the fit is reported as rejected (polishing stops).
+
+    Example:
+        >>> print_trace("iter", 3, 1743.6282719585, 2.5e-7)
+        iter      3  objective  1743.628271958500  scaled gradient 2.500e-07
+    """
+    print(
+        f"{stage:<6}{int(iteration):>5}  objective {float(value):18.12f}  "
+        f"scaled gradient {float(scaled_grad):.3e}" + ("" if accepted else "  (step rejected)"),
+        flush=True,
+    )
+
+
+def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps, verbose=False):
     """Up to ``n_steps`` exact Newton steps, each kept only if it lowers the scaled gradient
     without raising ``f`` beyond its rounding noise (1e-11 relative: near the optimum the
     true decrease is smaller than the noise of a deviance summed over many terms)."""
@@ -198,6 +240,8 @@ def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps):
         x = jnp.where(ok, x + step, x)
         value = jnp.where(ok, new_value, value)
         grad = jnp.where(ok, new_grad, grad)
+        if verbose:
+            jax.debug.callback(print_trace, "newton", k + 1, value, _scaled_grad(value, grad), ok)
         return x, value, grad, k + 1, accepted + ok, ~ok
 
     def cond(carry):

@@ -28,6 +28,14 @@ class OptSummary:
         converged, message: outcome.
         boundary: indices of ``θ`` set to exactly 0 (variances on the boundary).
         free_mask: which entries of ``θ`` were estimated (the others held at their start).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> r.optim.converged, r.optim.n_newton >= 0, r.optim.scaled_gradient < r.optim.gtol
+        (True, True, True)
     """
 
     method: str
@@ -74,7 +82,17 @@ def _level_of(colname: str) -> str:
 
 class RandomEffects(Mapping):
     """Read-only mapping group label -> ``pd.Series`` of that group's BLUPs (statsmodels'
-    ``random_effects``), built per group on access so millions of groups cost nothing."""
+    ``random_effects``), built per group on access so millions of groups cost nothing.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> re = r.random_effects
+        >>> len(re), list(re["308"].index)
+        (18, ['Group', 'Days'])
+    """
 
     def __init__(self, labels, values, names_of):
         self._index = {lab: i for i, lab in enumerate(labels)}
@@ -99,6 +117,14 @@ class MixedLMResults:
 
     Scales: ``cov_re``, ``vcomp``, ``scale`` are on the data scale; ``cov_re_unscaled`` and
     ``params`` (statsmodels' layout) on the profile scale (divided by ``scale``).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days").fit()
+        >>> r.fe_params.round(3).tolist(), round(r.scale, 2), r.is_singular
+        ([251.405, 10.467], 654.94, False)
     """
 
     def __init__(self, model, theta: np.ndarray, est: Estimates, opt: OptSummary, reml: bool):
@@ -214,6 +240,7 @@ class MixedLMResults:
 
     @property
     def tvalues(self) -> pd.Series:
+        """z statistics of the fixed effects, ``fe_params / bse_fe`` (statsmodels' name)."""
         return self.fe_params / self.bse_fe
 
     @property
@@ -445,3 +472,39 @@ class MixedLMResults:
         from mixedjax.predict import simulate_responses
 
         return simulate_responses(self, n, seed)
+    def _repr_html_(self) -> str:
+        """Notebook display: the styled summary (:func:`mixedjax.display_html.summary_html`)."""
+        return self.summary().as_html()
+
+    # ------------------------------------------------------------------ plots (mixedjax.plots)
+    def plot_caterpillar(self, level: float = 0.95, **kwargs):
+        """Caterpillar plot of the BLUPs with conditional intervals
+        (:func:`mixedjax.plots.caterpillar`); returns the ``Figure``."""
+        from mixedjax import plots
+
+        return plots.caterpillar(self, level, **kwargs)
+
+    def plot_residuals(self, **kwargs):
+        """Residuals vs fitted (:func:`mixedjax.plots.residuals_vs_fitted`); returns the Axes."""
+        from mixedjax import plots
+
+        return plots.residuals_vs_fitted(self, **kwargs)
+
+    def plot_qq(self, **kwargs):
+        """Normal QQ plot of standardised residuals (:func:`mixedjax.plots.qq`)."""
+        from mixedjax import plots
+
+        return plots.qq(self, **kwargs)
+
+    def plot_diagnostics(self, **kwargs):
+        """Residuals vs fitted and QQ side by side (:func:`mixedjax.plots.diagnostics`)."""
+        from mixedjax import plots
+
+        return plots.diagnostics(self, **kwargs)
+
+    def plot_trajectories(self, time, **kwargs):
+        """Observed and fitted trajectories per group over ``time``
+        (:func:`mixedjax.plots.trajectories`); returns the ``Figure``."""
+        from mixedjax import plots
+
+        return plots.trajectories(self, time, **kwargs)

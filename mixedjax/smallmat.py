@@ -18,7 +18,14 @@ UNROLL_MAX = 6
 
 
 def cholesky(A: jnp.ndarray) -> jnp.ndarray:
-    """Lower Cholesky factors ``L`` with ``L @ L.T == A`` for a batch ``(batch, r, r)``."""
+    """Lower Cholesky factors ``L`` with ``L @ L.T == A`` for a batch ``(batch, r, r)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> A = jnp.array([[[4.0, 2.0], [2.0, 5.0]]])
+        >>> cholesky(A).tolist()
+        [[[2.0, 0.0], [1.0, 2.0]]]
+    """
     r = A.shape[-1]
     if r > UNROLL_MAX:
         return jnp.linalg.cholesky(A)
@@ -40,7 +47,14 @@ def cholesky(A: jnp.ndarray) -> jnp.ndarray:
 
 
 def solve_lower(L: jnp.ndarray, B: jnp.ndarray) -> jnp.ndarray:
-    """Solve ``L X = B`` for lower-triangular ``L (batch, r, r)`` and ``B (batch, r, m)``."""
+    """Solve ``L X = B`` for lower-triangular ``L (batch, r, r)`` and ``B (batch, r, m)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> L = jnp.array([[[2.0, 0.0], [1.0, 2.0]]])
+        >>> solve_lower(L, jnp.array([[[2.0], [5.0]]])).tolist()
+        [[[1.0], [2.0]]]
+    """
     r = L.shape[-1]
     if r > UNROLL_MAX:
         return solve_triangular(L, B, lower=True)
@@ -54,7 +68,14 @@ def solve_lower(L: jnp.ndarray, B: jnp.ndarray) -> jnp.ndarray:
 
 
 def solve_upper_transposed(L: jnp.ndarray, B: jnp.ndarray) -> jnp.ndarray:
-    """Solve ``L.T X = B`` for lower-triangular ``L (batch, r, r)`` and ``B (batch, r, m)``."""
+    """Solve ``L.T X = B`` for lower-triangular ``L (batch, r, r)`` and ``B (batch, r, m)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> L = jnp.array([[[2.0, 0.0], [1.0, 2.0]]])
+        >>> solve_upper_transposed(L, jnp.array([[[4.0], [4.0]]])).tolist()
+        [[[1.0], [2.0]]]
+    """
     r = L.shape[-1]
     if r > UNROLL_MAX:
         return solve_triangular(L, B, lower=True, trans="T")
@@ -68,5 +89,11 @@ def solve_upper_transposed(L: jnp.ndarray, B: jnp.ndarray) -> jnp.ndarray:
 
 
 def log_diag_sum(L: jnp.ndarray) -> jnp.ndarray:
-    """``sum(log(diag(L)))`` per batch item; ``(batch,)``."""
+    """``sum(log(diag(L)))`` per batch item; ``(batch,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(log_diag_sum(jnp.array([[[1.0, 0.0], [5.0, 1.0]]]))[0])
+        0.0
+    """
     return jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)

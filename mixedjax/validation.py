@@ -12,6 +12,12 @@ def as_float_matrix(values, name: str, n_rows: int | None = None) -> tuple[np.nd
     Raises:
         TypeError: for non-numeric columns (object, datetime, ...), naming the column.
         ValueError: for a wrong number of rows or dimensions.
+
+    Example:
+        >>> import pandas as pd
+        >>> values, names = as_float_matrix(pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}), "exog")
+        >>> values.shape, names
+        ((2, 2), ['a', 'b'])
     """
     if isinstance(values, pd.Series):
         values = values.to_frame()
@@ -73,7 +79,14 @@ def _numeric_column(series: pd.Series, label: str) -> np.ndarray:
 
 
 def missing_rows(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, int]]:
-    """Rows with a NaN/inf in any of ``columns`` and a count per column with any."""
+    """Rows with a NaN/inf in any of ``columns`` and a count per column with any.
+
+    Example:
+        >>> import numpy as np
+        >>> mask, counts = missing_rows({"x": np.array([1.0, np.nan, 3.0])})
+        >>> mask.tolist(), counts
+        ([False, True, False], {'x': 1})
+    """
     bad = np.zeros(len(next(iter(columns.values()))), dtype=bool)
     counts: dict[str, int] = {}
     for label, values in columns.items():
@@ -92,6 +105,12 @@ def handle_missing(columns: dict[str, np.ndarray], missing: str) -> tuple[np.nda
 
     ``"none"`` and ``"raise"`` raise a ``ValueError`` naming the columns and counts;
     ``"drop"`` drops those rows and warns with the count.
+
+    Example:
+        >>> import numpy as np
+        >>> keep, dropped = handle_missing({"x": np.array([1.0, np.nan, 3.0])}, "drop")
+        >>> keep.tolist(), dropped
+        ([True, False, True], 1)
     """
     if missing not in ("none", "drop", "raise"):
         raise ValueError(f"missing must be 'none', 'drop' or 'raise', got {missing!r}")
@@ -115,7 +134,16 @@ def handle_missing(columns: dict[str, np.ndarray], missing: str) -> tuple[np.nda
 
 def check_full_rank(exog: np.ndarray, names: list[str], label: str = "exog") -> None:
     """Raise a ``ValueError`` naming the columns of ``exog`` that are linear combinations of
-    earlier ones (Gram-Schmidt on the ``(p, p)`` cross-product, relative tolerance 1e-10)."""
+    earlier ones (Gram-Schmidt on the ``(p, p)`` cross-product, relative tolerance 1e-10).
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.column_stack([np.ones(4), np.arange(4.0), 2 * np.arange(4.0)])
+        >>> check_full_rank(X, ["const", "x", "two_x"])
+        Traceback (most recent call last):
+        ...
+        ValueError: exog is rank deficient: column(s) ['two_x'] are linear combinations of ...
+    """
     p = exog.shape[1]
     if p == 0:
         return

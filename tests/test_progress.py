@@ -1,0 +1,99 @@
+"""Progress bars (on/off rules, text rendering) and the optimiser trace of ``fit(verbose=True)``."""
+
+import io
+import re
+
+import numpy as np
+import pytest
+
+import mixedjax
+from mixedjax import progress as progress_module
+from mixedjax.progress import Progress, TextBar, progress, progress_enabled, set_progress
+
+
+class _TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _reset_default():
+    yield
+    set_progress(None)
+
+
+def test_off_by_default_under_pytest(capsys):
+    with progress(total=5, desc="work") as bar:
+        for _ in range(5):
+            bar.update()
+    assert bar.n == 5 and not bar.enabled
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_automatic_choice_follows_the_stream(monkeypatch):
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.delenv("MIXEDJAX_PROGRESS", raising=False)
+    assert progress_enabled(None, _TTY()) is True
+    assert progress_enabled(None, io.StringIO()) is False  # a pipe or log file
+    monkeypatch.setenv("MIXEDJAX_PROGRESS", "0")
+    assert progress_enabled(None, _TTY()) is False
+    monkeypatch.setenv("MIXEDJAX_PROGRESS", "1")
+    assert progress_enabled(None, io.StringIO()) is True
+    set_progress(False)
+    assert progress_enabled(None, _TTY()) is False
+    assert progress_enabled(True, io.StringIO()) is True
+    assert not progress_module.in_notebook()
+
+
+def test_text_bar_output():
+    out = io.StringIO()
+    items = list(progress(range(4), desc="chunks", enabled=True, file=out))
+    assert items == [0, 1, 2, 3]
+    text = out.getvalue()
+    frames = [f for f in text.split("\r") if f]
+    assert frames[0].startswith("chunks:   0%|" + "-" * 24 + "| 0/4")
+    assert frames[-1].startswith("chunks: 100%|" + "#" * 24 + "| 4/4") and text.endswith("\n")
+
+
+def test_text_bar_unknown_total_and_rate_limit():
+    out = io.StringIO()
+    bar = TextBar(desc="rows", file=out, min_interval=3600.0)
+    for _ in range(100):
+        bar.update(10)
+    bar.close()
+    frames = [f for f in out.getvalue().split("\r") if f]
+    assert len(frames) == 2  # the first draw and the final one; the rest were throttled
+    assert frames[-1].startswith("rows: 1000 done [")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="total"):
+        Progress(total=-1, enabled=False)
+    with pytest.raises(TypeError, match="iterable"):
+        iter(Progress(total=2, enabled=False)).__next__()
+    with pytest.raises(TypeError, match="enabled"):
+        set_progress("yes")
+
+
+_LINE = re.compile(r"^(start|iter|newton)\s+(\d+)\s+objective\s+(\S+)\s+scaled gradient (\S+)")
+
+
+def test_fit_verbose_prints_trace(capsys):
+    df = mixedjax.datasets.load("dyestuff")
+    model = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+    quiet = model.fit()
+    assert capsys.readouterr().out == ""
+    loud = model.fit(verbose=True)
+    out = capsys.readouterr().out
+    np.testing.assert_array_equal(loud.theta, quiet.theta)
+    trace = [m.groups() for m in map(_LINE.match, out.splitlines()) if m]
+    stages = [t[0] for t in trace]
+    assert stages[0] == "start" and "iter" in stages
+    iters = [int(t[1]) for t in trace if t[0] == "iter"]
+    assert iters == list(range(1, loud.optim.n_iter + 1))
+    objectives = [float(t[2]) for t in trace]  # rejected Newton steps repeat the value
+    assert all(b <= a + 1e-9 for a, b in zip(objectives, objectives[1:], strict=False))
+    assert float(trace[-1][2]) == pytest.approx(-2 * loud.llf, rel=1e-12)
+    assert "result          converged" in out  # the OptSummary follows the trace
+    assert out.index("start") < out.index("optimizer")
