@@ -76,7 +76,7 @@ def time_mixedjax_warm(df, reps: int) -> dict:
         t2 = time.perf_counter()
         build_times.append(t1 - t0)
         fit_times.append(t2 - t1)
-    opt = result.opt_summary if hasattr(result, "opt_summary") else None
+    opt = getattr(result, "optim", None)
     return {
         "build": min(build_times),
         "fit": min(fit_times),
