@@ -315,15 +315,17 @@ def report(results, args, rv) -> list[str]:
         e = results[100_000]
         mj_total, cold = e["mixedjax"]["total"], e.get("cold")
         lines += ["", "Targets (issue 2, 100,000 groups, 2 CPU cores):", ""]
+        mj_fit = e["mixedjax"]["fit"]
         checks = [
+            ("warm fit ≤ 1.5 s", fmt_s(mj_fit), mj_fit <= 1.5),
             ("warm build+fit ≤ 1.5 s", fmt_s(mj_total), mj_total <= 1.5),
         ]
         if e.get("lme4"):
             ratio = e["lme4"]["fit"] / mj_total
-            checks.append(("≥ 9x lme4", f"{ratio:.1f}x", ratio >= 9))
+            checks.append(("≥ 9x lme4 (build+fit vs the lmer call)", f"{ratio:.1f}x", ratio >= 9))
         if e.get("statsmodels"):
             ratio = e["statsmodels"]["total"] / mj_total
-            checks.append(("≥ 90x statsmodels", f"{ratio:.1f}x", ratio >= 90))
+            checks.append(("≥ 90x statsmodels (build+fit both)", f"{ratio:.1f}x", ratio >= 90))
         if cold:
             checks.append(
                 ("first fit in a fresh process ≤ 5 s", fmt_s(cold["total"]), cold["total"] <= 5)
