@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -88,9 +89,18 @@ def time_mixedjax_warm(df, reps: int) -> dict:
     }
 
 
-def time_mixedjax_cold(csv_path) -> dict:
+def time_mixedjax_cold(csv_path, cache_dir=None) -> dict:
+    """Import + build + first fit in a fresh interpreter. Without ``cache_dir`` JAX's
+    persistent compilation cache is off; with it, compiled code is written to (first call)
+    or read from (later calls) that directory."""
     env = dict(os.environ)
-    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    if cache_dir is None:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    else:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "true"
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     res = subprocess.run(
@@ -156,7 +166,9 @@ def time_lme4(csv_path, reps: int) -> dict | None:
     }
 
 
-def run(sizes, full: bool, reps: int, with_r: bool, with_cold: bool) -> dict:
+def run(
+    sizes, full: bool, reps: int, with_r: bool, with_cold: bool, cache_test_groups: int
+) -> dict:
     results = {}
     for n_groups in sizes:
         log(f"== {n_groups:,} groups ({10 * n_groups:,} rows)")
@@ -171,6 +183,16 @@ def run(sizes, full: bool, reps: int, with_r: bool, with_cold: bool) -> dict:
                 f"first fit {c['fit']:.2f} s = {c['total']:.2f} s "
                 f"(process wall {c['process']:.2f} s)"
             )
+        if with_cold and n_groups == cache_test_groups:
+            with tempfile.TemporaryDirectory(prefix="mixedjax-jax-cache-") as cache_dir:
+                entry["cold_cache_write"] = time_mixedjax_cold(csv_path, cache_dir)
+                entry["cold_cache_hit"] = time_mixedjax_cold(csv_path, cache_dir)
+            for key in ("cold_cache_write", "cold_cache_hit"):
+                c = entry[key]
+                log(
+                    f"  mixedjax {key}: import {c['import']:.2f} s + build {c['build']:.2f} s"
+                    f" + first fit {c['fit']:.2f} s = {c['total']:.2f} s"
+                )
         entry["mixedjax"] = time_mixedjax_warm(df, reps)
         m = entry["mixedjax"]
         log(
@@ -276,10 +298,28 @@ def report(results, args, rv) -> list[str]:
         for n, e in results.items()
         if "cold" in e
     ]
+    for n, e in results.items():
+        for key, label in (
+            ("cold_cache_write", "cache on, empty (compiles and writes)"),
+            ("cold_cache_hit", "cache on, filled by the previous process"),
+        ):
+            if key in e:
+                c = e[key]
+                cold_rows.append(
+                    [f"{n:,}, {label}"]
+                    + [fmt_s(c[k]) for k in ("import", "build", "fit", "total", "process")]
+                )
     lines += markdown_table(
         ["groups", "import", "build", "first fit", "total", "process wall (incl. CSV read)"],
         cold_rows,
     )
+    lines += [
+        "",
+        "The last rows set `JAX_COMPILATION_CACHE_DIR` (JAX's persistent compilation cache, "
+        "`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0`) to a fresh directory: the first "
+        "process fills it, the second reads the compiled code back, as a user's second run "
+        "of a script would if mixedjax enabled that cache.",
+    ]
     sm_rows = [
         [f"{n:,}", fmt_s(e["statsmodels"]["build"]), fmt_s(e["statsmodels"]["fit"])]
         + [str(e["statsmodels"]["converged"])]
@@ -346,6 +386,11 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (best is reported)")
     parser.add_argument("--no-r", action="store_true", help="skip lme4 even if R is installed")
     parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process fits")
+    parser.add_argument(
+        "--no-cache-test",
+        action="store_true",
+        help="skip the fresh-process fits with JAX's persistent compilation cache",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -354,7 +399,8 @@ def main(argv=None) -> None:
         log("Rscript with lme4 not found: lme4 is skipped")
     with_r = rv is not None and shutil.which("Rscript") is not None
     t0 = time.perf_counter()
-    results = run(args.groups, args.full, args.reps, with_r, not args.no_cold)
+    cache_groups = max(args.groups) if not args.no_cache_test else -1
+    results = run(args.groups, args.full, args.reps, with_r, not args.no_cold, cache_groups)
     lines = report(results, args, rv)
     lines += ["", f"Whole benchmark run: {time.perf_counter() - t0:.0f} s."]
     print("\n" + "\n".join(lines))
