@@ -151,7 +151,7 @@ def check_full_rank(exog: np.ndarray, names: list[str], label: str = "exog") -> 
     zero = [names[j] for j in range(p) if norms[j] == 0]
     if zero:
         raise ValueError(f"{label}: column(s) {zero} are identically zero")
-    Q, R = np.linalg.qr(exog / norms)
+    R = np.linalg.qr(exog / norms, mode="r")  # R only: forming Q would cost an (n, p) copy
     diag = np.abs(np.diag(R))
     dependent = [names[j] for j in range(p) if diag[j] < 1e-10]
     if dependent:
