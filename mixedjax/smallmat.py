@@ -97,3 +97,40 @@ def log_diag_sum(L: jnp.ndarray) -> jnp.ndarray:
         0.0
     """
     return jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+
+
+def entries(A: jnp.ndarray) -> list[list[jnp.ndarray]]:
+    """``A (batch, r, c)`` as nested lists ``[i][j]`` of ``(batch,)`` vectors (group axis last)."""
+    At = jnp.moveaxis(A, 0, -1)
+    return [[At[i, j] for j in range(A.shape[2])] for i in range(A.shape[1])]
+
+
+def cholesky_entries(A: list[list[jnp.ndarray]]) -> list[list[jnp.ndarray]]:
+    """Lower Cholesky factor of a batch given entry by entry (see :func:`entries`)."""
+    r = len(A)
+    L = [[None] * r for _ in range(r)]
+    for j in range(r):
+        s = A[j][j]
+        for k in range(j):
+            s = s - L[j][k] ** 2
+        L[j][j] = jnp.sqrt(s)
+        for i in range(j + 1, r):
+            t = A[i][j]
+            for k in range(j):
+                t = t - L[i][k] * L[j][k]
+            L[i][j] = t / L[j][j]
+    return L
+
+
+def solve_lower_entries(L, B):
+    """Solve ``L X = B`` entry by entry; ``L`` from :func:`cholesky_entries`, ``B`` ``[r][m]``."""
+    X = []
+    for i in range(len(L)):
+        row = []
+        for c in range(len(B[i])):
+            t = B[i][c]
+            for k in range(i):
+                t = t - L[i][k] * X[k][c]
+            row.append(t / L[i][i])
+        X.append(row)
+    return X
