@@ -493,6 +493,13 @@ class MixedLM:
             if free is not None:  # held parameters start at statsmodels' default (identity)
                 identity = cov_to_theta(np.eye(self.k_re), np.ones(self.k_vc), self.structure)
                 theta0 = np.where(free_theta, theta0, identity)
+        if verbose:
+            offset = conditioning.objective_to_original(std, 0.0, self.nobs, bool(reml))
+            print(
+                "trace: -2 log L of the internally centred and scaled data "
+                f"(add {offset:.10g} for the original data)",
+                flush=True,
+            )
         result = estimation.fit_theta(
             jnp.asarray(conditioning.theta_to_standard(std, theta0, self.structure)),
             jnp.asarray(free_theta),
