@@ -1,7 +1,6 @@
 """Every public function and class has a docstring with an example (issue: Jupyter and
 everyday use, deliverable 5), and the examples run and print what they say."""
 
-import ast
 import doctest
 import importlib
 import pkgutil
