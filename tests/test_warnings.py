@@ -48,7 +48,7 @@ def _sleepstudy():
 
 def test_maxiter_warns_with_criterion_and_remedy():
     """From a far start, one quasi-Newton iteration (plus the Newton polish, which alone
-    converges from sleepstudy's default start) cannot reach the optimum."""
+    converges from the default start) cannot reach the optimum."""
     start = mixedjax.MixedLMParams.from_components(cov_re=1e4 * np.eye(2))
     with pytest.warns(ConvergenceWarning) as record:
         res = _sleepstudy().fit(maxiter=1, start_params=start)
