@@ -69,6 +69,7 @@ class Summary:
             ("Min. group size:", f"{sizes.min()}"),
             ("Max. group size:", f"{sizes.max()}"),
             ("Mean group size:", f"{sizes.mean():.1f}"),
+            ("Rows dropped:", f"{getattr(m, 'n_dropped', 0)}"),
         ]
         right = [
             ("Dependent Variable:", m.endog_names),
@@ -77,6 +78,7 @@ class Summary:
             ("Log-Likelihood:", f"{r.llf:.4f}"),
             ("Converged:", "Yes" if r.converged else "No"),
             ("Singular:", "Yes" if r.is_singular else "No"),
+            ("Iterations:", f"{r.optim.n_iter}"),
         ]
         return pd.DataFrame([[a, b, c, d] for (a, b), (c, d) in zip(left, right, strict=True)])
 

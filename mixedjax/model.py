@@ -29,7 +29,12 @@ from mixedjax.covariance import (
 from mixedjax.data import GroupedData, group_crossprods, localize_columns, pad_groups
 from mixedjax.likelihood import gls_system_cov, objective_given_beta, profiled_objective
 from mixedjax.optimize import METHODS, STATUS_CONVERGED, STATUS_MESSAGES
-from mixedjax.validation import as_float_matrix, check_full_rank, handle_missing
+from mixedjax.validation import (
+    as_float_matrix,
+    check_fit_arguments,
+    check_full_rank,
+    handle_missing,
+)
 
 
 class ConvergenceWarning(UserWarning):
@@ -474,6 +479,7 @@ class MixedLM:
                 "fe_pen/cov_pen (penalised fits) are not supported by fit(); use an unpenalised fit"
             )
         method = _choose_method(method)
+        check_fit_arguments(self, reml, start_params, free)
         if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
             raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
         if not (np.isfinite(gtol) and gtol > 0):

@@ -176,6 +176,11 @@ class MixedLMResults:
         return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
 
     @property
+    def n_dropped(self) -> int:
+        """Rows dropped for missing values (``missing="drop"``); also in the summary."""
+        return int(getattr(self.model, "n_dropped", 0))
+
+    @property
     def is_singular(self) -> bool:
         """lme4's ``isSingular``: a standard-deviation-like ``θ`` entry below 1e-4."""
         mask = self.model.structure.diagonal_theta_mask()

@@ -159,3 +159,27 @@ def check_full_rank(exog: np.ndarray, names: list[str], label: str = "exog") -> 
             f"{label} is rank deficient: column(s) {dependent} are linear combinations of "
             "the columns before them; drop them or reparameterize"
         )
+
+
+def check_fit_arguments(model, reml, start_params, free) -> None:
+    """``TypeError``/``ValueError`` naming the bad ``fit`` argument (before any work)."""
+    if not isinstance(reml, bool | np.bool_):
+        raise TypeError(f"reml must be True or False, got {reml!r}")
+    for name, value in (("start_params", start_params), ("free", free)):
+        if value is None:
+            continue
+        if hasattr(value, "cov_re"):  # MixedLMParams
+            arrays = [value.cov_re, value.vcomp] + (
+                [value.fe_params] if getattr(value, "fe_params", None) is not None else []
+            )
+        else:
+            try:
+                arrays = [np.asarray(value, dtype=float)]
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"{name} must be numeric, got {value!r}") from err
+        for a in arrays:
+            a = np.asarray(a, dtype=float)
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} contains NaN or infinite values: {a.ravel().tolist()}")
+            if name == "free" and not np.all(np.isin(a, (0.0, 1.0))):
+                raise ValueError(f"free must hold only 0 (held) and 1 (free), got {a.tolist()}")
