@@ -107,7 +107,8 @@ class MixedLM:
         else:
             re_names = None
         Z, default_re_names = as_float_matrix(exog_re, "exog_re", n)
-        re_names = re_names or getattr(self, "_formula_re_names", None) or default_re_names
+        if re_names is None:
+            re_names = getattr(self, "_formula_re_names", None) or default_re_names
         groups_array = np.asarray(groups)
         if groups_array.ndim != 1 or groups_array.shape[0] != n:
             raise ValueError(
