@@ -58,10 +58,10 @@ def lme4_name(column: str) -> str:
 
 def expr_columns(formula: str, term: BarTerm, data: pd.DataFrame) -> pd.DataFrame:
     """The random-effects columns of ``term.expr`` (NaN kept where inputs are missing)."""
-    check_columns(formula, term.expr, term.start + 1, data, "a random-effects term")
     try:
         mat = formulaic.model_matrix(term.expr, data, na_action="ignore")
-    except Exception as err:  # formulaic raises many types; point at the term
+    except Exception as err:  # formulaic raises many types; name the column or the term
+        check_columns(formula, term.expr, term.start + 1, data, "a random-effects term")
         raise formula_error(
             formula, term.start, f"random-effects expression {term.expr!r} failed: {err}"
         ) from err
