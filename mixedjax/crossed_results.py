@@ -179,7 +179,10 @@ def summary_text(results, title: str = "Mixed Linear Model Regression Results") 
         }
     )
     vc = r.varcorr()
-    vc_text = vc.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
+    vc[["var1", "var2"]] = (
+        vc[["var1", "var2"]].astype(object).where(vc[["var1", "var2"]].notna(), "")
+    )
+    vc_text = vc.to_string(index=False, float_format=lambda v: f"{v:.4f}")
     coef_text = coef.to_string(float_format=lambda v: f"{v:.4f}")
     width = max(len(line) for line in [*info, *coef_text.splitlines(), *vc_text.splitlines()])
     return "\n".join(

@@ -204,7 +204,11 @@ def _parse_bar(formula: str, open_pos: int, close: int, bar: tuple[int, int]) ->
 
 
 def check_columns(formula: str, text: str, offset: int, data: pd.DataFrame, where: str) -> None:
-    """Raise naming the first identifier of ``text`` that is neither a column nor a function."""
+    """Raise naming the first identifier of ``text`` that is neither a column nor a function.
+
+    Used after formulaic failed, to turn its message into one that names the column (a
+    heuristic: keyword arguments and contrast names also look like identifiers).
+    """
     # blank out string literals (e.g. C(f, Treatment('a'))) so their contents are not names
     text = re.sub(r"'[^']*'|\"[^\"]*\"", lambda m: " " * len(m.group(0)), text)
     for match in _NAME.finditer(text):

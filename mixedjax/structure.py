@@ -37,10 +37,10 @@ def lme4_design(formula: str, data: pd.DataFrame, subset=None, missing: str = "n
     if subset is not None:
         data = data.loc[subset]
     parsed = parse_formula(formula)
-    check_columns(parsed.fixed, parsed.fixed, 0, data, "the fixed part")
     try:
         matrices = formulaic.model_matrix(parsed.fixed, data, na_action="ignore")
-    except Exception as err:  # formulaic raises many types; name the part
+    except Exception as err:  # formulaic raises many types; name the column or the part
+        check_columns(parsed.fixed, parsed.fixed, 0, data, "the fixed part")
         raise ValueError(f"fixed part {parsed.fixed!r} could not be evaluated: {err}") from err
     if matrices.lhs is None or matrices.lhs.shape[1] != 1:
         raise ValueError(f"formula {formula!r} must have exactly one response on the left")

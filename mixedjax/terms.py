@@ -58,10 +58,10 @@ def lme4_name(column: str) -> str:
 
 def expr_columns(formula: str, term: BarTerm, data: pd.DataFrame) -> pd.DataFrame:
     """The random-effects columns of ``term.expr`` (NaN kept where inputs are missing)."""
-    check_columns(formula, term.expr, term.start + 1, data, "a random-effects term")
     try:
         mat = formulaic.model_matrix(term.expr, data, na_action="ignore")
-    except Exception as err:  # formulaic raises many types; point at the term
+    except Exception as err:  # formulaic raises many types; name the column or the term
+        check_columns(formula, term.expr, term.start + 1, data, "a random-effects term")
         raise formula_error(
             formula, term.start, f"random-effects expression {term.expr!r} failed: {err}"
         ) from err
@@ -103,6 +103,7 @@ def build_terms(formula: str, bar_terms, data: pd.DataFrame) -> list[RandomTerm]
 def check_identifiable(terms: list[RandomTerm], n_obs: int) -> None:
     """Errors and warnings for random-effects structures the data cannot identify.
 
+    * the same column in two terms on one factor (``ValueError``);
     * a grouping factor with one level: its variance is confounded with the intercept
       (``ValueError``);
     * a term with at least as many random effects as observations: confounded with the
@@ -111,6 +112,15 @@ def check_identifiable(terms: list[RandomTerm], n_obs: int) -> None:
     * a slope whose variable is constant within every level, next to an intercept on the
       same factor: the two are confounded per level (warning).
     """
+    seen = set()
+    for t in terms:
+        for name in t.names:
+            if (t.group, name) in seen:
+                raise ValueError(
+                    f"random effect {name!r} appears in two terms on {t.group!r}: their "
+                    "variances are not separately identifiable; keep one"
+                )
+            seen.add((t.group, name))
     total = 0
     for t in terms:
         if t.n_levels < 2:

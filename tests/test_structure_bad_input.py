@@ -67,3 +67,9 @@ def test_dense_block_too_large_is_reported_before_building(df, monkeypatch):
     monkeypatch.setattr(crossed_data, "available_memory", lambda: 10_000)
     with pytest.raises(ValueError, match=r"need about .* GiB \(\d+ bytes: a dense 9 x 9"):
         mixedjax.mixedlm("y ~ x + (1 | g) + (1 | h)", df)
+
+
+@pytest.mark.parametrize("formula", ["y ~ (1 | g) + (1 | g)", "y ~ (x | g) + (0 + x | g)"])
+def test_same_random_effect_twice(df, formula):
+    with pytest.raises(ValueError, match="appears in two terms on 'g'.*not separately"):
+        mixedjax.mixedlm(formula, df)

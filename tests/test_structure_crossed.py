@@ -119,7 +119,9 @@ def test_gradient_matches_finite_differences(any_path):
     import jax
 
     m = any_path
-    grad = jax.grad(lambda t: crossed.deviance(t, m.data, m.structure, True))(THETA)
+    grad = jax.jit(jax.grad(crossed.deviance), static_argnums=(2, 3))(
+        THETA, m.data, m.structure, True
+    )
     h = 1e-6
     fd = [
         (m.deviance(THETA + h * e) - m.deviance(THETA - h * e)) / (2 * h)
@@ -162,6 +164,7 @@ def test_fit_results_interface(model):
     np.testing.assert_allclose(res.resid + res.fittedvalues, model.endog, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_nested_model_through_crossed_engine_matches_core():
     """pastes (batch/cask) through the crossed engine equals the core's per-group fit."""
     from conftest import load_reference

@@ -68,7 +68,7 @@ def test_routing(df):
     primary, vcs = one_factor_plan(one)
     assert primary.names == ("(Intercept)", "x") and len(vcs) == 2
     assert one_factor_plan(lme4_design("y ~ (1 | g) + (1 | h)", df)[2]) is None
-    assert one_factor_plan(lme4_design("y ~ (x | a) + (w | a)", df)[2]) is None
+    assert one_factor_plan(lme4_design("y ~ (x | a) + (0 + w + I(w**2) | a)", df)[2]) is None
     assert isinstance(mixedjax.mixedlm("y ~ (1 | a/b)", df), mixedjax.MixedLM)
     assert isinstance(mixedjax.mixedlm("y ~ (1 | g) + (1 | h)", df), mixedjax.CrossedMixedLM)
 
@@ -129,3 +129,8 @@ def test_missing_values(df):
     with pytest.warns(UserWarning, match="dropped 2"):
         endog, _, terms = lme4_design("y ~ x + (1 | g)", bad, missing="drop")
     assert len(endog) == len(df) - 2 and terms[0].codes.shape == (len(df) - 2,)
+
+
+def test_valid_formulaic_arguments_are_not_mistaken_for_columns(df):
+    _, exog, terms = lme4_design("y ~ C(f, Treatment('w')) + (1 + C(f, Sum) | g)", df)
+    assert exog.shape[1] == 3 and terms[0].q == 3
