@@ -81,6 +81,17 @@ class CrossedMixedLM:
         terms: the random-effects terms (:class:`~mixedjax.terms.RandomTerm`), any order.
         exog_names: names of the fixed effects.
         endog_name: name of the response.
+
+    Usually built from an lme4 formula with crossed factors:
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("penicillin")
+        >>> m = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", df)
+        >>> type(m).__name__
+        'CrossedMixedLM'
+        >>> round(m.fit().llf, 3)  # lme4: -165.430
+        -165.43
     """
 
     def __init__(self, endog, exog, terms: list[RandomTerm], exog_names=None, endog_name="y"):

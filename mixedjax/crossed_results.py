@@ -27,7 +27,17 @@ from mixedjax.results import OptSummary, _norm_pvalue
 
 
 class CrossedMixedLMResults:
-    """Read-only results; see the module docstring."""
+    """Read-only results of :class:`~mixedjax.CrossedMixedLM`; see the module docstring.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("penicillin")
+        >>> r = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", df).fit()
+        >>> r.varcorr()["group"].tolist()
+        ['plate', 'sample', 'Residual']
+        >>> round(r.varcorr()["vcov"].iloc[1], 3)  # lme4: 3.731
+        3.731
+    """
 
     def __init__(self, model, theta, est: CrossedEstimates, opt: OptSummary, reml: bool):
         object.__setattr__(self, "_frozen", False)
