@@ -444,3 +444,18 @@ class MixedLMResults:
         from mixedjax.predict import simulate_responses
 
         return simulate_responses(self, n, seed)
+
+    def parametric_bootstrap(self, n: int = 1000, seed: int = 0):
+        """Parametric bootstrap: ``n`` simulated responses refitted in one vmapped batch;
+        ``.replicates`` (lme4's sd/cor/sigma/fixed names) and ``.conf_int(alpha)``
+        (percentile intervals)."""
+        from mixedjax.bootstrap import parametric_bootstrap
+
+        return parametric_bootstrap(self, n, seed)
+
+    def check_convergence(self):
+        """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
+        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`)."""
+        from mixedjax.diagnostics import optimum_diagnostics
+
+        return optimum_diagnostics(self)
