@@ -7,6 +7,7 @@ from mixedjax import (
     _jaxconfig,  # noqa: F401  (float64 on import)
     datasets,
 )
+from mixedjax.bootstrap import parametric_bootstrap
 from mixedjax.compare import anova, lrt
 from mixedjax.covariance import MixedLMParams
 from mixedjax.model import ConvergenceWarning, MixedLM
@@ -20,6 +21,7 @@ __all__ = [
     "OptSummary",
     "anova",
     "lrt",
+    "parametric_bootstrap",
     "datasets",
 ]
 __version__ = "0.1.0"

@@ -459,3 +459,10 @@ class MixedLMResults:
         from mixedjax.diagnostics import optimum_diagnostics
 
         return optimum_diagnostics(self)
+
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
+        ``anova(m)``); compare models with :func:`mixedjax.lrt`."""
+        from mixedjax.fixed_tests import term_f_tests
+
+        return term_f_tests(self, ddf)
