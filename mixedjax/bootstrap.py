@@ -24,7 +24,7 @@ from mixedjax import estimation
 from mixedjax.covariance import CovStructure
 from mixedjax.data import GroupedData
 from mixedjax.predict import simulate_responses
-from mixedjax.profile import profile_names, varpar_to_sdcor
+from mixedjax.profile import lme4_row_order, profile_names, varpar_to_sdcor
 
 
 def response_crossprods(
@@ -105,6 +105,9 @@ def parametric_bootstrap(results, n: int, seed: int = 0) -> BootstrapResult:
         ]
     )
     converged = np.asarray(status) == 0
+    order = lme4_row_order(model)
     return BootstrapResult(
-        pd.DataFrame(values, columns=names), pd.Series(estimate, index=names), converged
+        pd.DataFrame(values, columns=names).iloc[:, order],
+        pd.Series(estimate, index=names).iloc[order],
+        converged,
     )
