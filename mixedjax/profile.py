@@ -302,7 +302,8 @@ def _find_root(zeta, centre: float, step: float, target: float, limit: float, to
     side = 0
     fa, fb = za - target, zb - target
     for _ in range(100):
-        c = b - fb * (b - a) / (fb - fa)
+        secant = np.isfinite(fa) and np.isfinite(fb) and fb != fa
+        c = b - fb * (b - a) / (fb - fa) if secant else 0.5 * (a + b)  # bisect past overflow
         fc = zeta(c) - target
         if abs(fc) < tol or abs(b - a) < 1e-12 * max(1.0, abs(c)):
             return c
