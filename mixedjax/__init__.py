@@ -9,6 +9,7 @@ from mixedjax import (
     functional,
 )
 from mixedjax.batch_results import BatchResults, fit_models
+from mixedjax.bootstrap import parametric_bootstrap
 from mixedjax.chunked import from_chunks
 from mixedjax.compare import anova, lrt
 from mixedjax.compilation import enable_compilation_cache
@@ -30,6 +31,7 @@ __all__ = [
     "OptSummary",
     "anova",
     "lrt",
+    "parametric_bootstrap",
     "datasets",
     "mixedlm",
     "enable_compilation_cache",

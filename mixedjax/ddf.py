@@ -35,6 +35,7 @@ so no ``n × n`` matrix is ever formed: the per-group work stays batched inside
 and the df of a contrast ``L`` follow pbkrtest's ``Lb_ddf`` (:func:`kenward_roger_df`).
 """
 
+import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -118,6 +119,15 @@ def satterthwaite_inputs(
     varpar = jnp.asarray(np.append(np.asarray(theta, float), sigma))
     C, J, H = _satterthwaite_derivatives(varpar, data, structure=structure, reml=reml)
     H = np.asarray(H)
+    eigval = np.linalg.eigvalsh(0.5 * (H + H.T))
+    if np.any(eigval < -1e-8):
+        warnings.warn(
+            "Satterthwaite df: the Hessian of the deviance at the estimate has negative "
+            f"eigenvalue(s) {eigval[eigval < -1e-8]}: the fit is not at a minimum (did it "
+            "converge?). Only the positive directions are used, as lmerTest does.",
+            UserWarning,
+            stacklevel=3,
+        )
     return SatterthwaiteInputs(np.asarray(C), np.asarray(J), 2.0 * positive_part_inverse(H), H)
 
 

@@ -24,6 +24,18 @@ def _as_arrays(*values):
     return [jnp.asarray(v, dtype=jnp.float64) for v in values]
 
 
+def _bucketed(fn, *values) -> np.ndarray:
+    """``fn`` on broadcast, flattened inputs padded to a power-of-two length (>= 8), so a
+    handful of compiled shapes serve every call."""
+    arrays = np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values])
+    shape = arrays[0].shape
+    n = max(arrays[0].size, 1)
+    size = max(8, 1 << (n - 1).bit_length())
+    padded = [np.resize(np.ravel(a) if a.size else np.ones(1), size) for a in arrays]
+    out = np.asarray(fn(*[jnp.asarray(a) for a in padded]))
+    return out[: arrays[0].size].reshape(shape)
+
+
 @jax.jit
 def _t_two_sided(t, df):
     t2 = t * t
@@ -36,11 +48,9 @@ def _t_two_sided(t, df):
 
 def t_sf_two_sided(t, df) -> np.ndarray:
     """Two-sided p-value ``P(|T_df| > |t|)`` (``df = inf``: standard normal)."""
-    t, df = _as_arrays(t, df)
-    return np.asarray(_t_two_sided(t, df))
+    return _bucketed(_t_two_sided, t, df)
 
 
-@jax.jit
 def _t_ppf_upper(alpha_two_sided, df):
     """``t > 0`` with ``P(|T| > t) = alpha_two_sided`` by bisection on ``log t``."""
     lo = jnp.full(jnp.broadcast_shapes(alpha_two_sided.shape, df.shape), jnp.log(1e-12))
@@ -63,14 +73,18 @@ def t_ppf(q, df) -> np.ndarray:
         >>> round(float(t_ppf(0.975, 10)), 6)
         2.228139
     """
-    q, df = _as_arrays(q, df)
-    if np.any((np.asarray(q) <= 0) | (np.asarray(q) >= 1)):
+    q = np.asarray(q, dtype=float)
+    if np.any((q <= 0) | (q >= 1)):
         raise ValueError("q must lie strictly between 0 and 1")
+    return _bucketed(_t_ppf, q, df)
+
+
+@jax.jit
+def _t_ppf(q, df):
     upper = jnp.where(q > 0.5, 1.0 - q, q)  # one-sided tail beyond |t|
-    magnitude = _t_ppf_upper(2.0 * upper, df)
-    normal = -ndtri(upper)
-    magnitude = jnp.where(jnp.isfinite(df), magnitude, normal)
-    return np.asarray(jnp.where(q > 0.5, magnitude, jnp.where(q < 0.5, -magnitude, 0.0)))
+    magnitude = _t_ppf_upper(2.0 * upper, jnp.where(jnp.isfinite(df), df, 1.0))
+    magnitude = jnp.where(jnp.isfinite(df), magnitude, -ndtri(upper))
+    return jnp.where(q > 0.5, magnitude, jnp.where(q < 0.5, -magnitude, 0.0))
 
 
 @jax.jit
@@ -85,8 +99,7 @@ def _f_sf(f, df1, df2):
 
 def f_sf(f, df1, df2) -> np.ndarray:
     """Upper tail ``P(F_{df1, df2} > f)``; ``df2 = inf`` gives ``P(χ²_{df1} > df1 f)``."""
-    f, df1, df2 = _as_arrays(f, df1, df2)
-    return np.asarray(_f_sf(f, df1, df2))
+    return _bucketed(_f_sf, f, df1, df2)
 
 
 def chi2_sf(x, df) -> np.ndarray:

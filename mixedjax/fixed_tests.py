@@ -215,3 +215,49 @@ def conf_int_wald(results, alpha: float = 0.05, ddf: str = "asymptotic") -> pd.D
     out = pd.concat([fixed, cov])
     out.columns = [0, 1]
     return out
+
+
+def _term_of(column: str) -> str:
+    """formulaic column name -> its term: drop each ``[...]`` level suffix."""
+    out, depth = [], 0
+    for ch in column:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def term_f_tests(results, ddf: str = "satterthwaite") -> pd.DataFrame:
+    """One F test per fixed-effect term (all its coefficients = 0), lmerTest's ``anova``
+    layout: ``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)``.
+
+    The intercept is left out. For terms not contained in a higher-order interaction this is
+    lmerTest's type III table; with interactions present each row is the marginal test of
+    that term's coefficients under the model's own (treatment) coding.
+    """
+    ddf = check_ddf(ddf)
+    names = list(results.fe_params.index)
+    terms: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        term = _term_of(name)
+        if term in ("Intercept", "const", "1"):
+            continue
+        terms.setdefault(term, []).append(j)
+    rows = []
+    for cols in terms.values():
+        L = np.eye(len(names))[cols]
+        test = wald_test(results, L, ddf=ddf)
+        fvalue = test.fvalue
+        # Sum Sq as lmerTest: the unscaled F times σ² times NumDF
+        mean_sq = fvalue * results.scale
+        rows.append(
+            (mean_sq * test.df_num, mean_sq, test.df_num, test.df_denom, fvalue, test.pvalue)
+        )
+    return pd.DataFrame(
+        rows,
+        index=list(terms),
+        columns=["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"],
+    )

@@ -620,6 +620,22 @@ class MixedLM:
 
         return fit_many(self, Y, reml, **kwargs)
 
+    def fit_regularized(
+        self,
+        start_params=None,
+        method="l1",
+        alpha=0.0,
+        ceps: float = 1e-4,
+        ptol: float = 1e-6,
+        maxit: int = 200,
+        **fit_kwargs,
+    ):
+        """L1-penalised fixed effects with the covariance held at the unpenalised fit
+        (statsmodels' ``fit_regularized``); see :mod:`mixedjax.regularized`."""
+        from mixedjax.regularized import fit_regularized
+
+        return fit_regularized(self, start_params, method, alpha, ceps, ptol, maxit, **fit_kwargs)
+
 
 # --------------------------------------------------------------------- pure helpers
 def _loglike_impl(packed, data, structure, k_fe, use_sqrt, has_fe, reml):

@@ -186,6 +186,27 @@ def profile_names(model) -> list[str]:
     return names + fixed
 
 
+def lme4_row_order(model) -> np.ndarray:
+    """Permutation putting :func:`profile_names` rows in lme4's order.
+
+    lme4 sorts random-effect terms by decreasing number of levels (ties keep formula
+    order). Here the correlated term has ``n_groups`` levels, a covariate variance
+    component too, and a factor variance component one level per (group, column) pair.
+    """
+    blocks, levels = [], []
+    if model.k_re:
+        blocks.append(list(range(model.k_re2)))
+        levels.append(model.n_groups)
+    for c, glob in enumerate(model.vc_global_columns):
+        blocks.append([model.k_re2 + c])
+        single = len(model.vc_colnames[c]) == 1
+        levels.append(model.n_groups if single else int(np.sum(glob >= 0)))
+    order = np.argsort(-np.asarray(levels), kind="stable")
+    head = [i for b in order for i in blocks[b]]
+    n_psi = model.k_re2 + model.k_vc + 1
+    return np.asarray(head + list(range(n_psi - 1, n_psi + model.k_fe)), dtype=int)
+
+
 # ----------------------------------------------------------------- the profiler
 def _int(i) -> jnp.ndarray:
     return jnp.asarray(int(i), dtype=jnp.int32)  # one dtype: no recompiles per Python type
@@ -281,7 +302,8 @@ def _find_root(zeta, centre: float, step: float, target: float, limit: float, to
     side = 0
     fa, fb = za - target, zb - target
     for _ in range(100):
-        c = b - fb * (b - a) / (fb - fa)
+        secant = np.isfinite(fa) and np.isfinite(fb) and fb != fa
+        c = b - fb * (b - a) / (fb - fa) if secant else 0.5 * (a + b)  # bisect past overflow
         fc = zeta(c) - target
         if abs(fc) < tol or abs(b - a) < 1e-12 * max(1.0, abs(c)):
             return c
@@ -304,14 +326,14 @@ def _ml_results(results):
     return results.model.fit(reml=False)
 
 
-def profile_conf_int(results, alpha: float = 0.05) -> pd.DataFrame:
+def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFrame:
     """Profile-likelihood intervals in lme4's row order and names (columns ``lower``,
     ``upper``); a standard deviation whose profile never reaches the cut-off gets 0 as its
     lower bound, a correlation ±1, as lme4."""
     from mixedjax.fixed_tests import check_alpha
 
     z = float(norm_ppf(1 - check_alpha(alpha) / 2))
-    prof = _Profiler(_ml_results(results))
+    prof = _profiler if _profiler is not None else _Profiler(_ml_results(results))
     names = profile_names(results.model)
     n_psi = len(prof.psi_hat)
     lower, upper = [], []
@@ -337,7 +359,8 @@ def profile_conf_int(results, alpha: float = 0.05) -> pd.DataFrame:
             bounds[1] = prof.to_natural(k, t) if t is not None else np.inf
         lower.append(bounds[0])
         upper.append(bounds[1])
-    return pd.DataFrame({"lower": lower, "upper": upper}, index=names)
+    frame = pd.DataFrame({"lower": lower, "upper": upper}, index=names)
+    return frame.iloc[lme4_row_order(results.model)]
 
 
 def profile_traces(results, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
@@ -345,11 +368,13 @@ def profile_traces(results, alpha: float = 0.01, n_points: int = 11) -> pd.DataF
     ``zeta``. The grid spans the ``1 - alpha`` profile interval (on the free scale for
     variance parameters) with ``n_points`` points per side; each parameter's grid is one
     vmapped batch of constrained refits."""
-    ci = profile_conf_int(results, alpha)
     prof = _Profiler(_ml_results(results))
+    ci = profile_conf_int(results, alpha, _profiler=prof)
     n_psi = len(prof.psi_hat)
+    names = profile_names(results.model)
+    ci = ci.loc[names]  # back to the internal order of ψ
     frames = []
-    for k, name in enumerate(ci.index):
+    for k, name in enumerate(names):
         lo, hi = ci.iloc[k]
         centre, _ = prof.centre_and_step(k)
         if k < n_psi:

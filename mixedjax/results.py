@@ -477,6 +477,7 @@ class MixedLMResults:
         from mixedjax.predict import simulate_responses
 
         return simulate_responses(self, n, seed)
+
     def _repr_html_(self) -> str:
         """Notebook display: the styled summary (:func:`mixedjax.display_html.summary_html`)."""
         return self.summary().as_html()
@@ -513,3 +514,25 @@ class MixedLMResults:
         from mixedjax import plots
 
         return plots.trajectories(self, time, **kwargs)
+
+    def parametric_bootstrap(self, n: int = 1000, seed: int = 0):
+        """Parametric bootstrap: ``n`` simulated responses refitted in one vmapped batch;
+        ``.replicates`` (lme4's sd/cor/sigma/fixed names) and ``.conf_int(alpha)``
+        (percentile intervals)."""
+        from mixedjax.bootstrap import parametric_bootstrap
+
+        return parametric_bootstrap(self, n, seed)
+
+    def check_convergence(self):
+        """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
+        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`)."""
+        from mixedjax.diagnostics import optimum_diagnostics
+
+        return optimum_diagnostics(self)
+
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
+        ``anova(m)``); compare models with :func:`mixedjax.lrt`."""
+        from mixedjax.fixed_tests import term_f_tests
+
+        return term_f_tests(self, ddf)

@@ -144,3 +144,27 @@ def test_t_test_string_and_errors():
         res.t_test("Days * Intercept = 0")
     with pytest.raises(ValueError, match="alpha"):
         res.coef_table(alpha=1.5)
+
+
+def test_anova_terms_match_lmertest():
+    _, _, res = fit_reference("sleepstudy_reml")
+    # anova(m): Days  Sum Sq 30031.0140043  F 45.8530037651  DenDF 16.9999990263
+    table = res.anova()
+    assert list(table.index) == ["Days"]
+    np.testing.assert_allclose(table.loc["Days", "F value"], 45.8530037651, rtol=1e-6)
+    np.testing.assert_allclose(table.loc["Days", "Sum Sq"], 30031.0140043, rtol=1e-6)
+    np.testing.assert_allclose(table.loc["Days", "DenDF"], 16.9999990263, rtol=1e-5)
+    np.testing.assert_allclose(table.loc["Days", "Pr(>F)"], 3.26379001974e-06, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_anova_terms_orthodont():
+    _, _, res = fit_reference("orthodont_reml")
+    # anova(m2): age F 85.84638 DenDF 26.0000045; Sex F 8.02307 DenDF 25.0000018
+    table = res.anova()
+    assert list(table.index) == ["age", "Sex"]
+    np.testing.assert_allclose(table["F value"], [85.84638, 8.02307], rtol=1e-5)
+    np.testing.assert_allclose(table["DenDF"], [26.0000045455, 25.0000017796], rtol=1e-5)
+    # anova(m2, ddf = "Kenward-Roger"): Sex F 7.42877, DenDF 25
+    kr = res.anova(ddf="kenward-roger")
+    np.testing.assert_allclose(kr.loc["Sex", ["F value", "DenDF"]], [7.42877, 25.0], rtol=1e-5)

@@ -71,3 +71,47 @@ def test_profile_re_matches_loglike():
         res.profile_re(0, "re", dist_low=1e6)
     with pytest.raises(ValueError, match="vtype"):
         res.profile_re(0, "bogus")
+
+
+# R 4.2, lme4 1.1-31: confint(m, method = "profile", oldNames = FALSE) on the reference data
+PASTES = {
+    "sd_(Intercept)|batch:cask": (2.15793370845, 4.05358894084),
+    "sd_(Intercept)|batch": (0.0, 2.94659111069),
+    "sigma": (0.65202335611, 1.08544810373),
+    "(Intercept)": (58.66365037854, 61.44301636872),
+}
+UNCORRELATED = {
+    "sd_(Intercept)|Subject": (15.25864687569, 37.78647243624),
+    "sd_Days|Subject": (3.96407380669, 8.76915908583),
+    "sigma": (22.88055464845, 28.78759759438),
+    "(Intercept)": (237.57214800957, 265.23806175910),
+    "Days": (7.33406682892, 13.60050510649),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, expected",
+    [("pastes_reml", PASTES), ("sleepstudy_uncorrelated_reml", UNCORRELATED)],
+)
+def test_profile_ci_variance_components(case, expected):
+    _, _, res = fit_reference(case)
+    ci = res.conf_int(method="profile")
+    assert list(ci.index) == list(expected)  # lme4's names and order
+    bounds = np.array(list(expected.values()))
+    np.testing.assert_allclose(ci["lower"], bounds[:, 0], rtol=1e-3)
+    np.testing.assert_allclose(ci["upper"], bounds[:, 1], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_profile_ci_singular_fit():
+    # confint(lmer(Yield ~ 1 + (1 | Batch), Dyestuff2), method = "profile", oldNames = FALSE)
+    _, _, res = fit_reference("dyestuff2_reml")
+    ci = res.conf_int(method="profile")
+    assert list(ci.index) == ["sd_(Intercept)|Batch", "sigma", "(Intercept)"]
+    np.testing.assert_allclose(
+        ci["lower"], [0.0, 2.89283538397, 4.31210021674], rtol=1e-3, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        ci["upper"], [2.08404348901, 4.81583255246, 7.01909234684], rtol=1e-3
+    )
