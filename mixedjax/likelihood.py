@@ -40,6 +40,10 @@ from mixedjax.covariance import CovStructure, theta_to_factor
 from mixedjax.data import GroupedData
 
 LOG_2PI = 1.8378770664093453
+#: Largest ``r`` evaluated entry by entry (:func:`_gls_system_unrolled`); the unrolled graph
+#: grows like ``r^3`` and its compile time (Hessians included) faster, so larger ``r`` use
+#: the batched path.
+GROUP_LAST_MAX = 3
 
 
 class GLSSystem(NamedTuple):
@@ -125,7 +129,7 @@ def gls_system_theta(theta: jnp.ndarray, data: GroupedData, structure: CovStruct
         >>> round(float(gls_system_theta(theta, m.data, m.structure).logdet_V), 6)
         9.154076
     """
-    if structure.n_random <= smallmat.UNROLL_MAX:
+    if structure.n_random <= GROUP_LAST_MAX:
         return _gls_system_unrolled(theta, data, structure)
     f = group_factors(theta, data, structure)
     logdet = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol))

@@ -13,8 +13,9 @@ All functions take a leading batch axis: ``A`` has shape ``(batch, r, r)``.
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-#: Largest matrix dimension for which the factorisations are unrolled.
-UNROLL_MAX = 6
+#: Largest matrix dimension for which the factorisations are unrolled (larger unrolled graphs,
+#: differentiated twice for Hessians, took tens of seconds to compile).
+UNROLL_MAX = 3
 
 
 def cholesky(A: jnp.ndarray) -> jnp.ndarray:
