@@ -217,7 +217,9 @@ class CrossedSummary:
         self.results = results
         self.alpha = alpha
 
-    def __str__(self) -> str:
+    def as_text(self) -> str:
+        """The summary as plain text (statsmodels' ``Summary.as_text``)."""
         return summary_text(self.results)
 
-    __repr__ = __str__
+    __str__ = as_text
+    __repr__ = as_text

@@ -249,7 +249,7 @@ def varcorr_table(results) -> pd.DataFrame:
         >>> table["Std.Dev."].tolist()
         ['24.740', '5.922', '25.592']
     """
-    vc = varcorr_frame(results)
+    vc = results.varcorr()  # each results class gives lme4's layout
     rows = []
     for group, block in vc.groupby("group", sort=False):
         variances = block[block["var2"].isna()]

@@ -165,10 +165,8 @@ def _free_hessian(u, data, *, structure: CovStructure):
 # ----------------------------------------------------------------- names (lme4's)
 def profile_names(model) -> list[str]:
     """lme4's ``confint(..., oldNames = FALSE)`` row names for ``ψ``, then the fixed effects."""
-    from mixedjax.results import _lme4_term
-
     group = getattr(model, "group_name", "Group")
-    terms = [_lme4_term(n) for n in model.exog_re_names]
+    terms = list(model.re_terms)
     rows, cols = lower_indices_colwise(model.k_re)
     names = [
         f"sd_{terms[i]}|{group}" if i == j else f"cor_{terms[i]}.{terms[j]}|{group}"

@@ -148,7 +148,7 @@ CONSTRUCTOR_CASES = [
         "rank-deficient exog",
         lambda: _model(exog=np.column_stack([ONES, 2 * ONES])),
         ValueError,
-        r"exog2",
+        r"\['x1'\]",
     ),
     ("constant endog", lambda: _model(endog=np.ones(N)), ValueError, r"endog is constant"),
     (

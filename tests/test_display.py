@@ -158,9 +158,10 @@ def test_varcorr_table_variance_components_only():
     data["one"] = 1
     vc = {"plate": "0 + C(plate)", "sample": "0 + C(sample)"}
     res = mixedjax.MixedLM.from_formula("diameter ~ 1", data, groups="one", vc_formula=vc).fit()
-    assert res.model.k_re == 0 and res.llf >= ref["loglik"] - 1e-6 * abs(ref["loglik"])
+    assert res.llf >= ref["loglik"] - 1e-6 * abs(ref["loglik"])
     table = varcorr_table(res)
     assert table["Groups"].tolist() == ["plate", "sample", "Residual"]
     lme4_sd = [np.sqrt(r["cov"][0][0]) for r in ref["random"]] + [ref["residual_variance"] ** 0.5]
     np.testing.assert_allclose(table["Std.Dev."].astype(float), lme4_sd, atol=1e-3)
-    assert "plate Var" in res.summary().as_text()
+    text = res.summary().as_text()
+    assert "plate" in text and "sample" in text and "0.7169" in text

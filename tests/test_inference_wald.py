@@ -68,6 +68,6 @@ def test_balanced_anova_closed_form():
     )
     np.testing.assert_allclose(res.cov_re_params.to_numpy(), expected, rtol=1e-6)
     # profile-scale covariance (statsmodels' params) follows by the delta method
-    psi1 = res.params["Group Var"]
+    psi1 = res.params["Batch Var"]
     d_psi1 = np.array([1 / s2, -psi1 / s2])  # d(Ψ/σ²)/d(Ψ, σ²)
-    np.testing.assert_allclose(res.bse["Group Var"], np.sqrt(d_psi1 @ expected @ d_psi1), rtol=1e-6)
+    np.testing.assert_allclose(res.bse["Batch Var"], np.sqrt(d_psi1 @ expected @ d_psi1), rtol=1e-6)
