@@ -23,6 +23,7 @@ import copy
 import warnings
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -164,8 +165,6 @@ class BatchResults:
 
 
 def _to_numpy(tree):
-    import jax
-
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
@@ -257,10 +256,7 @@ def fit_many(
     Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
     data = model.data._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
     free = np.ones(model.structure.n_theta, dtype=bool)
-    out = fit_in_rounds(
-        data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
-        int(maxiter),
-    )  # fmt: skip
+    out = _fit_in_blocks(data, free, gtol, model.structure, bool(reml), method, int(maxiter))
 
     def model_of(i: int):
         member = copy.copy(model)
@@ -277,6 +273,29 @@ def fit_many(
     )  # fmt: skip
     _warn_unconverged(results)
     return results
+
+
+#: Largest number of responses fitted in one call; larger batches are split into blocks of
+#: this size (the last one padded), which bounds memory and the work held in lockstep.
+BLOCK_SIZE = 1024
+
+
+def _fit_in_blocks(data, free, gtol, structure, reml, method, maxiter):
+    k = data.yty.shape[0]
+    if k <= BLOCK_SIZE:
+        return fit_in_rounds(
+            data, free, gtol, batch.RESPONSE_FIELDS, structure, reml, method, maxiter
+        )
+    outs = []
+    for lo in range(0, k, BLOCK_SIZE):  # blocks of responses, not groups or rows
+        idx = np.arange(lo, lo + BLOCK_SIZE).clip(max=k - 1)  # pad the last block
+        block = data._replace(Zty=data.Zty[idx], Xty=data.Xty[idx], yty=data.yty[idx])
+        out = fit_in_rounds(
+            block, free, gtol, batch.RESPONSE_FIELDS, structure, reml, method, maxiter
+        )
+        n = min(BLOCK_SIZE, k - lo)
+        outs.append(jax.tree_util.tree_map(lambda a, n=n: a[:n], out))
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
 
 
 #: Quasi-Newton iterations per round of a batch (see :func:`fit_in_rounds`).
