@@ -155,3 +155,16 @@ def test_rounds_continue_unconverged_members(sleep, monkeypatch):
         _close(batch.cov_re[i], single.cov_re.to_numpy(), f"{i} cov_re", single.scale)
         _close(batch.llf[i], single.llf, f"{i} llf")
         assert batch.converged[i] and batch.result(i).optim.n_iter == batch.n_iter[i]
+
+
+def test_blocks_equal_one_call(sleep, monkeypatch):
+    """Batches larger than BLOCK_SIZE are fitted block by block (last block padded)."""
+    from mixedjax import batch_results
+
+    _, model, Y, whole = sleep
+    monkeypatch.setattr(batch_results, "BLOCK_SIZE", 3)
+    blocked = model.fit_many(Y)
+    np.testing.assert_allclose(blocked.theta, whole.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(blocked.llf, whole.llf, rtol=1e-12)
+    np.testing.assert_array_equal(blocked.n_iter, whole.n_iter)
+    assert blocked.result("affine").model.endog_names == "affine"
