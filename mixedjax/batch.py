@@ -153,6 +153,7 @@ def fit_batch(
     data: GroupedData,
     free_mask: jnp.ndarray,
     gtol: float,
+    theta0: jnp.ndarray | None = None,
     *,
     batched_fields: tuple[str, ...],
     structure: CovStructure,
@@ -166,20 +167,22 @@ def fit_batch(
         data: :class:`GroupedData` whose ``batched_fields`` have a leading axis ``(k, ...)``.
         free_mask: ``(n_theta,)`` entries of ``θ`` to estimate (shared).
         gtol: scaled-gradient tolerance (as in :meth:`mixedjax.MixedLM.fit`).
+        theta0: ``(k, n_theta)`` starting values; default: each member's data-based start.
         batched_fields: names of the batched fields (static).
 
     Returns:
         :class:`FitOutput` with a leading axis ``k`` on every field.
     """
 
-    def one(member: GroupedData) -> FitOutput:
-        theta0 = estimation.default_start(member, structure)
+    def one(member: GroupedData, start) -> FitOutput:
+        start = estimation.default_start(member, structure) if start is None else start
         return fit_one(
-            theta0, free_mask, member, gtol, structure=structure, reml=reml, method=method,
+            start, free_mask, member, gtol, structure=structure, reml=reml, method=method,
             maxiter=maxiter,
         )  # fmt: skip
 
-    return jax.vmap(one, in_axes=(data_axes(batched_fields),))(data)
+    in_axes = (data_axes(batched_fields), None if theta0 is None else 0)
+    return jax.vmap(one, in_axes=in_axes)(data, theta0)
 
 
 def response_crossprods(

@@ -134,3 +134,37 @@ def test_fit_models_of_different_sizes(sleep):
     with pytest.raises(ValueError, match="one structure"):
         intercept_only = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject")
         fit_models([models[0], intercept_only])
+
+
+def test_rounds_continue_unconverged_members(sleep, monkeypatch):
+    """With rounds of 6 iterations every member needs several rounds (compaction, restarts
+    from where it stopped); results still equal the single fits."""
+    from mixedjax import batch_results
+
+    _, model, Y, _ = sleep
+    monkeypatch.setattr(batch_results, "ROUND_ITERATIONS", 6)
+    rng = np.random.default_rng(5)
+    y = Y["reaction"].to_numpy()
+    # 8 responses: one batch shape (8) for the first and the later rounds.
+    Y8 = np.column_stack([y + s * rng.normal(size=y.size) for s in (0, 5, 10, 20, 30, 40, 60, 80)])
+    batch = model.fit_many(Y8)
+    assert batch.n_iter.max() > 6  # some members needed a second round
+    for i in range(Y8.shape[1]):
+        single = _single(model, Y8[:, i])
+        _close(batch.fe_params.iloc[i], single.fe_params, f"{i} fe_params")
+        _close(batch.cov_re[i], single.cov_re.to_numpy(), f"{i} cov_re", single.scale)
+        _close(batch.llf[i], single.llf, f"{i} llf")
+        assert batch.converged[i] and batch.result(i).optim.n_iter == batch.n_iter[i]
+
+
+def test_blocks_equal_one_call(sleep, monkeypatch):
+    """Batches larger than BLOCK_SIZE are fitted block by block (last block padded)."""
+    from mixedjax import batch_results
+
+    _, model, Y, whole = sleep
+    monkeypatch.setattr(batch_results, "BLOCK_SIZE", 3)
+    blocked = model.fit_many(Y)
+    np.testing.assert_allclose(blocked.theta, whole.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(blocked.llf, whole.llf, rtol=1e-12)
+    np.testing.assert_array_equal(blocked.n_iter, whole.n_iter)
+    assert blocked.result("affine").model.endog_names == "affine"

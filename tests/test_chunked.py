@@ -80,7 +80,7 @@ def test_chunked_errors(sleep):
 
 
 def test_peak_memory_does_not_grow_with_rows():
-    """Reading 10x more chunks (of the same size, same groups) does not raise peak memory."""
+    """Reading 10x more chunks (same size, same groups) does not raise peak memory."""
     import tracemalloc
 
     def generate(n_chunks, rows=20_000, n_groups=500):
@@ -91,11 +91,13 @@ def test_peak_memory_does_not_grow_with_rows():
             yield pd.DataFrame({"y": x + rng.normal(size=rows) + g % 7, "x": x, "g": g})
 
     peaks = []
+    from_chunks(generate(2), "y ~ x", "g", re_formula="~x")  # warm caches outside the trace
     for n_chunks in (3, 30):
         tracemalloc.start()
         model = from_chunks(generate(n_chunks), "y ~ x", "g", re_formula="~x")
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert model.nobs == n_chunks * 20_000
+    # Keeping the rows would add 27 chunks x 480 kB = 13 MB; allow a few chunks' noise.
     chunk_bytes = 20_000 * 3 * 8
-    assert peaks[1] < peaks[0] + chunk_bytes, peaks  # 10x the rows, same peak
+    assert peaks[1] < peaks[0] + 4 * chunk_bytes, peaks
