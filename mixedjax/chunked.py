@@ -58,6 +58,21 @@ class ChunkedMixedLM(MixedLM):
     def fit_many(self, Y, reml: bool = True, **kwargs):
         self._rows_not_kept("fit_many")
 
+    def _standardized(self, center_re: bool):
+        """No internal rescaling: it needs the rows, which a chunked model does not keep.
+
+        Fits then run on the data as given (identity maps in
+        :mod:`mixedjax.conditioning`), as they did before rescaling existed.
+        """
+        from mixedjax import conditioning
+
+        def identity(k):
+            return conditioning.ColumnMap(np.zeros(k), np.ones(k), np.eye(k))
+
+        return conditioning.Standardized(
+            self.data, 0.0, 1.0, identity(self.k_fe), identity(self.k_re), None, 1.0
+        )
+
     def __repr__(self) -> str:
         return "Chunked" + super().__repr__()
 
@@ -328,6 +343,9 @@ def _build_model(acc, names, formula, re_formula, group_name, missing, n_dropped
         "endog_names": formula.split("~")[0].strip() or "y",
         "exog_names": exog_names,
         "exog_re_names": re_names,
+        "re_terms": [
+            "(Intercept)" if nm in ("Intercept", "Group", group_name) else nm for nm in re_names
+        ],
         "vc_names": [],
         "vc_colnames": [],
         "vc_global_columns": [],

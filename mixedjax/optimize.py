@@ -244,9 +244,9 @@ def _newton_polish(f, value_and_grad, free, x, value, grad, n_steps, verbose=Fal
             jax.debug.callback(print_trace, "newton", k + 1, value, _scaled_grad(value, grad), ok)
         return x, value, grad, k + 1, accepted + ok, ~ok
 
-    def cond(carry):  # polish only what the quasi-Newton loop left above gtol
+    def cond(carry):  # polish to machine precision: results then do not depend on the path
         x, value, grad, k, _, done = carry
-        return (k < n_steps) & ~done & (_scaled_grad(value, grad) > gtol)
+        return (k < n_steps) & ~done & (_scaled_grad(value, grad) > 1e-14)
 
     x, value, grad, _, accepted, _ = jax.lax.while_loop(
         cond, body, (x, value, grad, jnp.asarray(0), jnp.asarray(0), jnp.asarray(False))

@@ -35,8 +35,10 @@ def test_chunked_fit_equals_in_memory(sleep):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-10, err_msg=name)
     a, b = chunked.fit(), memory.fit()
     for name in ("fe_params", "bse_fe", "cov_re", "bse_re"):
-        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10, err_msg=name)
-    np.testing.assert_allclose(a.scale, b.scale, rtol=1e-10)
+        # in-memory fits run on internally rescaled data, chunked ones on the data as given:
+        # the same optimum, reached through different rounding
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-8, err_msg=name)
+    np.testing.assert_allclose(a.scale, b.scale, rtol=1e-8)
     np.testing.assert_allclose(a.llf, b.llf, rtol=1e-10)
     pd.testing.assert_frame_equal(a.ranef(), b.ranef(), rtol=1e-9)
     with pytest.raises(ValueError, match="built from chunks"):
@@ -98,6 +100,7 @@ def test_peak_memory_does_not_grow_with_rows():
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert model.nobs == n_chunks * 20_000
-    # Keeping the rows would add 27 chunks x 480 kB = 13 MB; allow a few chunks' noise.
+    # Keeping the rows would add 27 chunks x 480 kB = 13 MB; allow half of that for the
+    # allocator's and formulaic's noise (seen: up to 3 MB).
     chunk_bytes = 20_000 * 3 * 8
-    assert peaks[1] < peaks[0] + 4 * chunk_bytes, peaks
+    assert peaks[1] < peaks[0] + 27 * chunk_bytes / 2, peaks
