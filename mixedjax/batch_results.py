@@ -48,6 +48,18 @@ class BatchResults:
         theta: ``(k, n_theta)`` ``θ̂`` (lme4's ``theta``).
         n_iter: ``(k,)`` quasi-Newton iterations; ``status`` the optimiser's codes.
         reml: whether the fits are REML.
+
+    Example:
+        >>> import numpy as np, mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days")
+        >>> Y = np.column_stack([df["Reaction"], 2 * df["Reaction"]])
+        >>> batch = m.fit_many(Y)
+        >>> np.round(batch.llf[0], 3)  # the single fit's -871.814
+        np.float64(-871.814)
+        >>> bool(np.allclose(batch.fe_params.iloc[1], 2 * batch.fe_params.iloc[0]))
+        True
     """
 
     def __init__(
@@ -388,6 +400,14 @@ def fit_models(
     Every model must have the same random-effects structure and number of fixed effects;
     the group axis of each is padded with empty groups to the largest, which changes no
     likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> models = [mixedjax.MixedLM.from_formula("Reaction ~ Days", d, groups="Subject")
+        ...           for d in (df, df[df["Subject"] != "308"])]
+        >>> mixedjax.fit_models(models).llf.shape
+        (2,)
     """
     models = list(models)
     if not models:

@@ -98,7 +98,16 @@ def _sdcor(theta, scale, structure: CovStructure):
 
 
 def parametric_bootstrap(results, n: int, seed: int = 0) -> BootstrapResult:
-    """Simulate ``n`` responses from the fit and refit them all (one vmapped batch)."""
+    """Simulate ``n`` responses from the fit and refit them all (one vmapped batch).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("dyestuff")
+        >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+        >>> boot = r.parametric_bootstrap(50, seed=1)
+        >>> boot.replicates.shape[0]
+        50
+    """
     model = results.model
     ys = simulate_responses(results, n, seed)
     n_groups = model.data.ZtZ.shape[0]  # padded group axis (empty groups contribute 0)

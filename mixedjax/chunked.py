@@ -246,6 +246,14 @@ def from_chunks(
 
     Returns:
         A :class:`ChunkedMixedLM` whose fit equals the in-memory model's.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> chunks = (df.iloc[i : i + 60] for i in range(0, len(df), 60))
+        >>> m = mixedjax.from_chunks(chunks, "Reaction ~ Days", "Subject", re_formula="~Days")
+        >>> round(m.fit().llf, 3)
+        -871.814
     """
     if missing not in ("none", "raise", "drop"):
         raise ValueError(f"missing must be 'none', 'raise' or 'drop', got {missing!r}")

@@ -35,6 +35,16 @@ def lrt(*fits, names: list[str] | None = None, refit: bool = True) -> pd.DataFra
     Returns:
         DataFrame with columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``,
         one row per model, sorted by ``npar``.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m0 = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject").fit()
+        >>> m1 = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                    re_formula="~Days").fit()
+        >>> table = mixedjax.lrt(m0, m1)
+        >>> int(table["Df"].iloc[1])
+        2
     """
     from mixedjax.results import MixedLMResults
 
@@ -90,5 +100,13 @@ def lrt(*fits, names: list[str] | None = None, refit: bool = True) -> pd.DataFra
 
 
 def anova(*fits, names: list[str] | None = None, refit: bool = True) -> pd.DataFrame:
-    """Alias of :func:`lrt` (lme4's name)."""
+    """Alias of :func:`lrt` (lme4's name).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("dyestuff")
+        >>> m0 = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit(reml=False)
+        >>> bool(m0.llf == mixedjax.anova(m0, m0)["logLik"].iloc[0])
+        True
+    """
     return lrt(*fits, names=names, refit=refit)

@@ -32,6 +32,12 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_
     process, not only mixedjax's) and caches every compilation that took at least
     ``min_compile_secs`` seconds. Call it once, before the first fit. Returns the
     directory.
+
+    Example:
+        >>> import tempfile, mixedjax
+        >>> path = mixedjax.enable_compilation_cache(tempfile.mkdtemp())  # doctest: +SKIP
+        >>> path.is_dir()  # doctest: +SKIP
+        True
     """
     path = Path(default_cache_dir() if path is None else path).expanduser()
     path.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ class CrossedMixedLMResults:
         >>> r = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", df).fit()
         >>> r.varcorr()["group"].tolist()
         ['plate', 'sample', 'Residual']
-        >>> round(r.varcorr()["vcov"].iloc[1], 3)  # lme4: 3.731
+        >>> round(float(r.varcorr()["vcov"].iloc[1]), 3)  # lme4: 3.731
         3.731
     """
 
