@@ -115,6 +115,7 @@ class CrossedMixedLM:
 
     @property
     def n_theta(self) -> int:
+        """Length of ``θ`` (all terms' covariance factors)."""
         return self.structure.n_theta
 
     def default_theta(self) -> np.ndarray:

@@ -73,10 +73,12 @@ class CrossedMixedLMResults:
     # ------------------------------------------------------------------ likelihood
     @property
     def aic(self) -> float:
+        """``-2 llf + 2 k`` (from the REML criterion for REML fits, as lme4)."""
         return -2.0 * self.llf + 2.0 * self.df_modelwc
 
     @property
     def bic(self) -> float:
+        """``-2 llf + k log(n)`` (as lme4)."""
         return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
 
     @property
@@ -108,10 +110,12 @@ class CrossedMixedLMResults:
 
     @property
     def tvalues(self) -> pd.Series:
+        """z statistics of the fixed effects, ``fe_params / bse_fe``."""
         return self.fe_params / self.bse_fe
 
     @property
     def pvalues(self) -> pd.Series:
+        """Two-sided normal p-values of the fixed effects (z-tests, as statsmodels)."""
         return pd.Series(_norm_pvalue(self.tvalues.to_numpy()), index=self.fe_params.index)
 
     # ------------------------------------------------------------------ random effects
@@ -138,9 +142,11 @@ class CrossedMixedLMResults:
 
     @property
     def resid(self) -> np.ndarray:
+        """Conditional residuals ``y - fittedvalues``."""
         return self.model.endog - self.fittedvalues
 
     def summary(self, alpha: float = 0.05) -> "CrossedSummary":
+        """Summary table of all factors (``print(result.summary())``)."""
         return CrossedSummary(self, alpha)
 
     def __repr__(self) -> str:

@@ -129,7 +129,8 @@ def gls_system_theta(theta: jnp.ndarray, data: GroupedData, structure: CovStruct
         >>> round(float(gls_system_theta(theta, m.data, m.structure).logdet_V), 6)
         9.154076
     """
-    if structure.n_random <= GROUP_LAST_MAX:
+    # float32 keeps the batched path: summed entry by entry it lost enough digits to stall
+    if structure.n_random <= GROUP_LAST_MAX and theta.dtype == jnp.float64:
         return _gls_system_unrolled(theta, data, structure)
     f = group_factors(theta, data, structure)
     logdet = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol))
