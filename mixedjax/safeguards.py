@@ -76,6 +76,11 @@ def escape_saddle(
         theta = np.asarray(result.x, dtype=float)
         if int(result.status) != STATUS_CONVERGED:
             return result, restarts, False
+        if restarts == 0 and method != "newton" and int(result.n_newton) > 0:
+            # The Newton polish only accepts steps whose Hessian is positive definite, and
+            # its last step ended here: a minimum. Skipping the check saves compiling a
+            # second Hessian on a cold start.
+            return result, restarts, False
         curvature, direction = negative_curvature(theta, free_mask, data, structure, reml)
         if curvature >= -NEGATIVE_CURVATURE:
             return result, restarts, False
