@@ -28,6 +28,10 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# Measure the mixedjax of this checkout, as the other benchmark scripts do.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
