@@ -43,8 +43,9 @@ class RowDesign:
 
 
 def _group_index(model, groups) -> np.ndarray:
-    lookup = {lab: i for i, lab in enumerate(model.group_labels)}
-    return np.array([lookup.get(g, -1) for g in np.asarray(groups)], dtype=np.int64)
+    # vectorised hash lookup of every row's label (-1 for a level the fit never saw)
+    index = pd.Index(model.group_labels)
+    return index.get_indexer(pd.Index(np.asarray(groups))).astype(np.int64)
 
 
 def _spec_matrix(formula: str, train: pd.DataFrame, newdata: pd.DataFrame, what: str):
