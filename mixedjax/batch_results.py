@@ -1,7 +1,7 @@
 """Batches of fits: many responses on one design, or many independent data sets.
 
 :func:`fit_many` (behind :meth:`mixedjax.MixedLM.fit_many`) fits ``k`` responses that share
-a model's design in one jitted, vmapped call of :func:`mixedjax.batch.fit_batch`;
+a model's design in one jitted call of :func:`mixedjax.batch.fit_stream`;
 :func:`fit_models` does the same for ``k`` models of the same structure on different data
 (different numbers of rows and groups). Both return a :class:`BatchResults`: arrays with a
 leading axis of length ``k`` plus :meth:`BatchResults.result`, the full
@@ -256,8 +256,11 @@ def fit_many(
 
     Only ``Z_i'y``, ``X'y`` and ``y'y`` are computed per response; the design's
     cross-products are shared by all ``k`` fits. Each fit starts from the data-based
-    start of :meth:`mixedjax.MixedLM.fit` and uses the same optimiser, so member ``i``
-    equals ``MixedLM(Y[:, i], ...).fit(reml=reml)``.
+    start of :meth:`mixedjax.MixedLM.fit`; the members are optimised by continuous batching
+    (:mod:`mixedjax.stream`: BFGS for ``method`` ``"lbfgs"``/``"bfgs"``, exact Newton for
+    ``"newton"``) to a scaled gradient of 1e-12 or the exact Newton polish, like the single
+    fit, so member ``i`` equals ``MixedLM(Y[:, i], ...).fit(reml=reml)`` to about 1e-9
+    relative (both are at the optimum to rounding).
     """
     method = _check_fit_options(method, maxiter, gtol)
     values, names = _responses(Y, model.nobs)
@@ -268,7 +271,10 @@ def fit_many(
     Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
     data = model.data._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
     free = np.ones(model.structure.n_theta, dtype=bool)
-    out = _fit_in_blocks(data, free, gtol, model.structure, bool(reml), method, int(maxiter))
+    out = fit_all(
+        data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
+        int(maxiter),
+    )  # fmt: skip
 
     def model_of(i: int):
         member = copy.copy(model)
@@ -287,93 +293,15 @@ def fit_many(
     return results
 
 
-#: Largest number of responses fitted in one call; larger batches are split into blocks of
-#: this size (the last one padded), which bounds memory and the work held in lockstep.
-BLOCK_SIZE = 1024
-
-
-def _fit_in_blocks(data, free, gtol, structure, reml, method, maxiter):
-    k = data.yty.shape[0]
-    if k <= BLOCK_SIZE:
-        return fit_in_rounds(
-            data, free, gtol, batch.RESPONSE_FIELDS, structure, reml, method, maxiter
-        )
-    outs = []
-    for lo in range(0, k, BLOCK_SIZE):  # blocks of responses, not groups or rows
-        idx = np.arange(lo, lo + BLOCK_SIZE).clip(max=k - 1)  # pad the last block
-        block = data._replace(Zty=data.Zty[idx], Xty=data.Xty[idx], yty=data.yty[idx])
-        out = fit_in_rounds(
-            block, free, gtol, batch.RESPONSE_FIELDS, structure, reml, method, maxiter
-        )
-        n = min(BLOCK_SIZE, k - lo)
-        outs.append(jax.tree_util.tree_map(lambda a, n=n: a[:n], out))
-    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
-
-
-#: Quasi-Newton iterations per round of a batch (see :func:`fit_in_rounds`).
-ROUND_ITERATIONS = 30
-
-
-def fit_in_rounds(data, free, gtol, batched_fields, structure, reml, method, maxiter):
-    """:func:`batch.fit_batch` in rounds of :data:`ROUND_ITERATIONS` iterations, compacting.
-
-    Under ``vmap`` every member pays for the iterations of the slowest one, and a few fits
-    (typically those converging to a boundary) need several times the median number. So
-    all members run one round; members that have not converged continue, from where they
-    stopped, in a smaller batch (its size rounded up to :func:`~mixedjax.model.bucket_size`
-    so that few shapes are compiled), until all converged or ``maxiter`` iterations are
-    spent. Members that converge in the first round follow exactly the single fit's path;
-    the others restart the quasi-Newton memory at each round and reach the same optimum.
-    """
-    from mixedjax.model import bucket_size
-
-    def run(sub, theta0, n_iter):
-        return _to_numpy(
-            batch.fit_batch(
-                sub, jnp.asarray(free), gtol, theta0, batched_fields=batched_fields,
-                structure=structure, reml=reml, method=method, maxiter=n_iter,
-            )
-        )  # fmt: skip
-
-    first = min(maxiter, ROUND_ITERATIONS)
-    out = run(data, None, first)
-    spent = first
-    todo = np.flatnonzero(out.opt.status != STATUS_CONVERGED)
-    while todo.size and spent < maxiter:
-        n_iter = min(maxiter - spent, ROUND_ITERATIONS)
-        padded = np.concatenate([todo, np.full(bucket_size(todo.size) - todo.size, todo[-1])])
-        sub = GroupedData(
-            *[
-                a[padded] if f in batched_fields else a
-                for f, a in zip(GroupedData._fields, data, strict=True)
-            ]
-        )
-        more = run(sub, jnp.asarray(out.opt.x[padded]), n_iter)
-        out = _merge(out, more, todo)
-        spent += n_iter
-        todo = todo[more.opt.status[: todo.size] != STATUS_CONVERGED]
-    return out
-
-
-def _merge(out: batch.FitOutput, more: batch.FitOutput, todo: np.ndarray) -> batch.FitOutput:
-    """``out`` with members ``todo`` replaced by the first ``len(todo)`` of ``more``;
-    counters accumulate and the start stays the first round's."""
-    k = todo.size
-    counters = ("n_iter", "n_eval", "n_newton")
-    opt = {}
-    for f in out.opt._fields:
-        a = np.array(getattr(out.opt, f))
-        new = getattr(more.opt, f)[:k]
-        a[todo] = a[todo] + new if f in counters else new
-        opt[f] = a
-    fields = {}
-    for f in out._fields:
-        if f in ("opt", "theta_start"):
-            continue
-        a = np.array(getattr(out, f))
-        a[todo] = getattr(more, f)[:k]
-        fields[f] = a
-    return out._replace(opt=out.opt._replace(**opt), **fields)
+def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter):
+    """All members in one call of :func:`mixedjax.batch.fit_stream` (continuous batching:
+    the cost is the members' total number of evaluations, not ``k`` times the slowest's)."""
+    out = batch.fit_stream(
+        data, jnp.asarray(free), gtol, batched_fields=batched_fields, structure=structure,
+        reml=reml, method=method, maxiter=maxiter,
+        slots=(batch.STREAM_SLOTS, batch.STREAM_BUDGET, batch.TAIL_SLOTS),
+    )  # fmt: skip
+    return _to_numpy(out)
 
 
 def stack_data(datasets: Sequence[GroupedData], n_groups: int | None = None) -> GroupedData:
@@ -425,7 +353,7 @@ def fit_models(
     method = _check_fit_options(method, maxiter, gtol)
     data = stack_data([m.data for m in models])
     free = np.ones(first.structure.n_theta, dtype=bool)
-    out = fit_in_rounds(
+    out = fit_all(
         data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
         int(maxiter),
     )  # fmt: skip
