@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax.compilation import tiered_jit
 from mixedjax.covariance import CovStructure, lower_indices_colwise
 from mixedjax.data import GroupedData
 from mixedjax.likelihood import (
@@ -59,7 +60,7 @@ def default_start(data: GroupedData, structure: CovStructure) -> jnp.ndarray:
     return jnp.where(diag_mask, scale[diag_index], 0.0)
 
 
-@partial(jax.jit, static_argnames=("structure", "reml", "method", "maxiter", "verbose"))
+@partial(tiered_jit, static_argnames=("structure", "reml", "method", "maxiter", "verbose"))
 def fit_theta(
     theta0: jnp.ndarray,
     free_mask: jnp.ndarray,
@@ -102,7 +103,7 @@ def fit_theta(
     )
 
 
-@partial(jax.jit, static_argnames=("structure", "reml"))
+@partial(tiered_jit, static_argnames=("structure", "reml"))
 def deviance(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
     """Jitted :func:`~mixedjax.likelihood.profiled_deviance`.
 
@@ -204,7 +205,7 @@ class Estimates(NamedTuple):
     objective: jnp.ndarray
 
 
-@partial(jax.jit, static_argnames=("structure", "reml"))
+@partial(tiered_jit, static_argnames=("structure", "reml"))
 def estimates_at(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
     """Fixed effects, σ², their covariance and the BLUPs at ``θ``.
 
