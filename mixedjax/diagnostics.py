@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax.likelihood import profiled_deviance
+from mixedjax.engines import profiled_deviance
 
 
 class OptimumDiagnostics(NamedTuple):
@@ -47,7 +47,7 @@ def _derivatives(theta, data, *, structure, reml):
 
 
 def optimum_diagnostics(results) -> OptimumDiagnostics:
-    """:class:`OptimumDiagnostics` of a fit."""
+    """:class:`OptimumDiagnostics` of a fit (either engine: :mod:`mixedjax.engines`)."""
     model = results.model
     g, H = _derivatives(
         jnp.asarray(results.theta), model.data, structure=model.structure, reml=results.reml

@@ -1,6 +1,5 @@
 """Immutable fit results: estimates, tables, random effects, summary and ``varcorr``."""
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -8,9 +7,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mixedjax import inference
 from mixedjax.covariance import theta_to_cov
 from mixedjax.estimation import SINGULAR_TOL, Estimates
+from mixedjax.results_inference import InferenceMixin, _norm_pvalue  # noqa: F401 (re-export)
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,6 @@ class OptSummary:
         return "\n".join(lines)
 
 
-def _norm_pvalue(z: np.ndarray) -> np.ndarray:
-    return np.array([math.erfc(abs(v) / math.sqrt(2.0)) for v in np.ravel(z)]).reshape(np.shape(z))
-
-
 def _level_of(colname: str) -> str:
     """``"C(cask)[a]"`` or ``"cask[T.a]"`` -> ``"a"``; other names unchanged."""
     if colname.endswith("]") and "[" in colname:
@@ -112,7 +107,7 @@ class RandomEffects(Mapping):
         return len(self._labels)
 
 
-class MixedLMResults:
+class MixedLMResults(InferenceMixin):
     """Results of :meth:`mixedjax.MixedLM.fit` (read-only).
 
     Scales: ``cov_re``, ``vcomp``, ``scale`` are on the data scale; ``cov_re_unscaled`` and
@@ -166,16 +161,6 @@ class MixedLMResults:
 
     # ------------------------------------------------------------------ likelihood
     @property
-    def aic(self) -> float:
-        """``-2 llf + 2 k`` (from the REML criterion for REML fits, as lme4)."""
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
-
-    @property
-    def bic(self) -> float:
-        """``-2 llf + k log(n)`` (as lme4)."""
-        return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
-
-    @property
     def n_dropped(self) -> int:
         """Rows dropped for missing values (``missing="drop"``); also in the summary."""
         return int(getattr(self.model, "n_dropped", 0))
@@ -211,47 +196,6 @@ class MixedLMResults:
 
         # On the standardized data (well conditioned), mapped back exactly.
         return variance_parameter_cov(self.model, self._phi, self.reml)
-
-    @property
-    def cov_re_params(self) -> pd.DataFrame:
-        """Covariance of the data-scale variance parameters ``(tril Ψ, τ, σ²)``."""
-        names = self.model.param_names[self.k_fe :] + ["Scale"]
-        return pd.DataFrame(self._cov_user, index=names, columns=names)
-
-    @property
-    def bse_re(self) -> pd.Series:
-        """Wald standard errors of the data-scale variance parameters (exact Hessian)."""
-        names = self.model.param_names[self.k_fe :]
-        return pd.Series(np.sqrt(np.diag(self._cov_user))[:-1], index=names)
-
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance of ``params``: lme4's GLS ``vcov`` for β; the delta-method covariance
-        of ``(tril Ψ₁, τ₁)`` from the exact Hessian for the rest (the blocks are
-        asymptotically uncorrelated)."""
-        J = inference.profile_jacobian(self._phi, self.model.structure)
-        cov_profile = J @ self._cov_user @ J.T
-        k = self.k_fe
-        m = k + cov_profile.shape[0]
-        out = np.zeros((m, m))
-        out[:k, :k] = self._cov_fe
-        out[k:, k:] = cov_profile
-        names = self.model.param_names
-        return pd.DataFrame(out, index=names, columns=names)
-
-    @property
-    def bse(self) -> pd.Series:
-        """Standard errors of ``params``."""
-        return pd.Series(np.sqrt(np.diag(self.cov_params().to_numpy())), index=self.params.index)
-
-    @property
-    def tvalues(self) -> pd.Series:
-        """z statistics of the fixed effects, ``fe_params / bse_fe`` (statsmodels' name)."""
-        return self.fe_params / self.bse_fe
-
-    @property
-    def pvalues(self) -> pd.Series:
-        """Two-sided normal p-values of the fixed effects (z-tests, as statsmodels)."""
-        return pd.Series(_norm_pvalue(self.tvalues.to_numpy()), index=self.fe_params.index)
 
     # ------------------------------------------------------------------ random effects
     def _names_of(self, i: int):
@@ -370,68 +314,6 @@ class MixedLMResults:
             f"groups={self.model.n_groups}, converged={self.converged}>"
         )
 
-    # ------------------------------------------------------------------ inference (issue 4)
-    @cached_property
-    def _satterthwaite(self):
-        from mixedjax.ddf import satterthwaite_inputs
-
-        return satterthwaite_inputs(
-            self.theta, math.sqrt(self.scale), self.model.data, self.model.structure, self.reml
-        )
-
-    @cached_property
-    def _kenward_roger(self):
-        from mixedjax.ddf import kenward_roger_inputs
-
-        if not self.reml:
-            raise ValueError(
-                "ddf='kenward-roger' is only available for REML fits (as in lmerTest); "
-                "refit with reml=True"
-            )
-        return kenward_roger_inputs(self._phi, self.model.data, self.model.structure)
-
-    def t_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """t tests of ``L β = rhs`` row by row; ``r_matrix`` is a matrix, a vector or a string
-        such as ``"Days = 0"`` or ``"Intercept = 2*Days"``. ``ddf``: ``"satterthwaite"``,
-        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels)."""
-        from mixedjax.fixed_tests import t_test
-
-        return t_test(self, r_matrix, rhs, ddf)
-
-    def wald_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``)."""
-        from mixedjax.fixed_tests import wald_test
-
-        return wald_test(self, r_matrix, rhs, ddf)
-
-    def f_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """Alias of :meth:`wald_test`."""
-        return self.wald_test(r_matrix, rhs, ddf)
-
-    def coef_table(self, ddf: str = "satterthwaite", alpha: float = 0.05) -> pd.DataFrame:
-        """Fixed effects: ``estimate, se, df, t, p, lower, upper`` (lmerTest's summary)."""
-        from mixedjax.fixed_tests import coef_table
-
-        return coef_table(self, ddf, alpha)
-
-    def conf_int(self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic"):
-        """Confidence intervals.
-
-        ``method="wald"``: rows of ``params`` (statsmodels' layout), fixed effects with the
-        ``ddf`` reference distribution. ``method="profile"``: lme4's
-        ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
-        effects) from the ML profile likelihood.
-        """
-        if method == "wald":
-            from mixedjax.fixed_tests import conf_int_wald
-
-            return conf_int_wald(self, alpha, ddf)
-        if method == "profile":
-            from mixedjax.profile import profile_conf_int
-
-            return profile_conf_int(self, alpha)
-        raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
-
     def profile(self, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
         """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
         ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval."""
@@ -522,17 +404,3 @@ class MixedLMResults:
         from mixedjax.bootstrap import parametric_bootstrap
 
         return parametric_bootstrap(self, n, seed)
-
-    def check_convergence(self):
-        """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
-        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`)."""
-        from mixedjax.diagnostics import optimum_diagnostics
-
-        return optimum_diagnostics(self)
-
-    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
-        ``anova(m)``); compare models with :func:`mixedjax.lrt`."""
-        from mixedjax.fixed_tests import term_f_tests
-
-        return term_f_tests(self, ddf)
