@@ -57,7 +57,7 @@ class CrossedMixedLMResults(InferenceMixin):
         self.model = model
         self.reml = reml
         self.method = "REML" if reml else "ML"
-        self.optim = opt
+        self.optim = opt.attach(self.check_convergence, self._theta_names)
         self.theta = np.asarray(theta)
         self.scale = float(est.scale)
         self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
@@ -84,6 +84,17 @@ class CrossedMixedLMResults(InferenceMixin):
         object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ likelihood
+    def _theta_names(self) -> list[str]:
+        """lme4's names of the entries of ``θ``: ``sd_`` on each factor's diagonal, ``cor_``
+        below it (column-wise lower triangle per term, θ order)."""
+        names = []
+        for key, t in zip(varcorr_names(self.term_estimates), self.term_estimates, strict=True):
+            upper_rows, upper_cols = np.triu_indices(len(t.names))
+            for i, j in zip(upper_cols, upper_rows, strict=True):
+                a, b = t.names[i], t.names[j]
+                names.append(f"sd_{a}|{key}" if i == j else f"cor_{a}.{b}|{key}")
+        return names
+
     @property
     def is_singular(self) -> bool:
         """lme4's ``isSingular``: a factor diagonal entry of ``θ`` below 1e-4."""

@@ -1,7 +1,7 @@
 """Immutable fit results: estimates, tables, random effects, summary and ``varcorr``."""
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -25,8 +25,18 @@ class OptSummary:
         scaled_gradient: ``max |∇d(θ)| / max(1, |d(θ)|)`` at the end; ``gradient`` the raw one.
         gtol, maxiter: the stopping settings.
         converged, message: outcome.
-        boundary: indices of ``θ`` set to exactly 0 (variances on the boundary).
+        boundary: indices of ``θ`` set to exactly 0 (variances on the boundary);
+            ``boundary_names`` their lme4 names (``sd_(Intercept)|Batch``).
         free_mask: which entries of ``θ`` were estimated (the others held at their start).
+        cov_pen, penalty: the covariance penalty of a penalised fit
+            (:mod:`mixedjax.penalties`; ``None`` otherwise) and its value at ``θ̂``
+            (``objective`` is then ``-2 log L + 2 penalty``).
+
+    Once attached to results, the summary also reports the exact derivatives of the
+    objective at ``θ̂`` on the original data (computed on first use, autodiff;
+    :func:`mixedjax.diagnostics.optimum_diagnostics`): ``max_abs_gradient``,
+    ``hessian_eigenvalues`` (over the estimated coordinates not on the boundary) and the
+    full ``diagnostics``; ``print(results.optim)`` shows them.
 
     Example:
         >>> import mixedjax
@@ -35,6 +45,8 @@ class OptSummary:
         ...                                   re_formula="~Days").fit()
         >>> r.optim.converged, r.optim.n_newton >= 0, r.optim.scaled_gradient < r.optim.gtol
         (True, True, True)
+        >>> r.optim.hessian_eigenvalues.shape, r.optim.max_abs_gradient < 1e-6
+        ((3,), True)
     """
 
     method: str
@@ -52,8 +64,53 @@ class OptSummary:
     message: str
     boundary: tuple[int, ...]
     free_mask: np.ndarray
+    cov_pen: object = None
+    penalty: float = 0.0
+    diagnostics_source: Callable | None = field(default=None, repr=False, compare=False)
+    theta_names_source: Callable | None = field(default=None, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def attach(self, diagnostics: Callable, theta_names: Callable) -> "OptSummary":
+        """A copy that computes :attr:`diagnostics` with ``diagnostics()`` on first use and
+        names the entries of ``θ`` with ``theta_names()`` (called by the results)."""
+        return replace(self, diagnostics_source=diagnostics, theta_names_source=theta_names)
+
+    @property
+    def diagnostics(self):
+        """:class:`~mixedjax.diagnostics.OptimumDiagnostics` at ``θ̂`` (``None`` before the
+        summary is attached to results)."""
+        if self.diagnostics_source is None:
+            return None
+        if "diagnostics" not in self._cache:
+            self._cache["diagnostics"] = self.diagnostics_source()
+        return self._cache["diagnostics"]
+
+    @property
+    def max_abs_gradient(self) -> float | None:
+        """``max |∇d(θ̂)|`` over the estimated coordinates (original data, autodiff)."""
+        diag = self.diagnostics
+        return None if diag is None else float(np.max(np.abs(diag.gradient), initial=0.0))
+
+    @property
+    def hessian_eigenvalues(self) -> np.ndarray | None:
+        """Ascending eigenvalues of ``∇²d(θ̂)`` over the estimated interior coordinates: all
+        positive at a strict minimum; near zero flags an unidentified direction."""
+        diag = self.diagnostics
+        return None if diag is None else np.asarray(diag.hessian_eigenvalues)
+
+    @property
+    def boundary_names(self) -> list[str]:
+        """Names of the ``θ`` entries on the boundary (indices if no names are attached)."""
+        if self.theta_names_source is None:
+            return [f"theta[{i}]" for i in self.boundary]
+        names = list(self.theta_names_source())
+        return [names[i] for i in self.boundary]
 
     def __str__(self) -> str:
+        boundary = ", ".join(
+            f"{name} (theta[{i}])"
+            for i, name in zip(self.boundary, self.boundary_names, strict=True)
+        )
         lines = [
             f"optimizer       {self.method} (+ exact Newton polish)",
             f"theta start     {np.array2string(np.asarray(self.theta_start), precision=6)}",
@@ -61,9 +118,28 @@ class OptSummary:
             f"objective       {self.objective:.10g}",
             f"iterations      {self.n_iter} (evaluations {self.n_eval}, Newton {self.n_newton})",
             f"scaled gradient {self.scaled_gradient:.3e} (gtol {self.gtol:.0e})",
-            f"boundary        {list(self.boundary) or 'none'}",
-            f"result          {self.message}",
+            f"boundary        {boundary or 'none'}",
         ]
+        if self.cov_pen is not None:
+            lines.append(f"penalty         {self.cov_pen}: {self.penalty:.10g} (objective + 2x)")
+        diag = self.diagnostics
+        if diag is not None:
+            eig = np.asarray(diag.hessian_eigenvalues)
+            if eig.size == 0:
+                shown = "none (no estimated coordinate off the boundary)"
+            elif eig.size <= 6:
+                shown = np.array2string(eig, precision=4)
+            else:
+                shown = f"min {eig[0]:.4g}, max {eig[-1]:.4g} ({eig.size} eigenvalues)"
+            cond = f", condition {eig[-1] / eig[0]:.3g}" if eig.size and eig[0] > 0 else ""
+            lines += [
+                f"max |gradient|  {self.max_abs_gradient:.3e} (exact, at theta)",
+                f"Hessian eig.    {shown}{cond}",
+                f"lme4 checks     {'passed' if diag.converged else 'FAILED'} "
+                f"(positive definite: {diag.positive_definite}, "
+                f"max |H^-1 g| {np.max(np.abs(diag.relative_gradient), initial=0.0):.1e})",
+            ]
+        lines.append(f"result          {self.message}")
         return "\n".join(lines)
 
 
@@ -128,7 +204,7 @@ class MixedLMResults(InferenceMixin):
         self.model = model
         self.reml = reml
         self.method = "REML" if reml else "ML"
-        self.optim = opt
+        self.optim = opt.attach(self.check_convergence, self._theta_names)
         self.theta = np.asarray(theta)
         self.scale = float(est.scale)
         cov1, vc1 = theta_to_cov(np.asarray(theta), model.structure)
@@ -164,6 +240,12 @@ class MixedLMResults(InferenceMixin):
     def n_dropped(self) -> int:
         """Rows dropped for missing values (``missing="drop"``); also in the summary."""
         return int(getattr(self.model, "n_dropped", 0))
+
+    def _theta_names(self) -> list[str]:
+        """lme4's names of the entries of ``θ`` (``sd_`` for diagonal entries)."""
+        from mixedjax.profile import profile_names
+
+        return profile_names(self.model)[: self.model.structure.n_theta]
 
     @property
     def is_singular(self) -> bool:

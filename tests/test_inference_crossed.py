@@ -71,6 +71,10 @@ def test_crossed_params_layout_and_wald_intervals(penicillin):
     assert conv.converged and conv.positive_definite
     assert conv.hessian_eigenvalues.shape == (2,)
     assert np.max(np.abs(conv.gradient)) < 1e-6
+    # the optimisation summary reports the same derivatives, with lme4's θ names
+    np.testing.assert_array_equal(res.optim.hessian_eigenvalues, conv.hessian_eigenvalues)
+    assert res._theta_names() == ["sd_(Intercept)|plate", "sd_(Intercept)|sample"]
+    assert "Hessian eig.    [" in str(res.optim)
 
 
 def _dense_reml_deviance(gamma, y, Zs, X):
