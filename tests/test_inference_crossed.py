@@ -191,3 +191,24 @@ def test_term_held_at_zero_is_left_out_of_the_information(penicillin):
         bse = held.bse
     assert np.isnan(bse["plate Var"]) and np.isfinite(bse["sample Var"])
     np.testing.assert_allclose(bse["Intercept"], one.bse["Intercept"], rtol=1e-5)
+
+
+# R 4.2.2, lme4 1.1-31, on tests/reference/data/penicillin.csv:
+# confint(lmer(diameter ~ 1 + (1 | plate) + (1 | sample), d), method = "profile",
+#         oldNames = FALSE)
+PENICILLIN_PROFILE = {
+    "sd_(Intercept)|plate": (0.633565966937, 1.182103991432),
+    "sd_(Intercept)|sample": (1.095789188180, 3.556291636840),
+    "sigma": (0.485845400184, 0.629453478454),
+    "(Intercept)": (21.266627383624, 24.677817616174),
+}
+
+
+@pytest.mark.slow  # about 40 jitted constrained refits of the crossed engine (~1 min)
+def test_crossed_profile_ci_matches_lme4(penicillin):
+    _, _, _, res = penicillin
+    ci = res.conf_int(method="profile")
+    assert list(ci.index) == list(PENICILLIN_PROFILE)
+    bounds = np.array(list(PENICILLIN_PROFILE.values()))
+    np.testing.assert_allclose(ci["lower"], bounds[:, 0], rtol=1e-3)
+    np.testing.assert_allclose(ci["upper"], bounds[:, 1], rtol=1e-3)
