@@ -121,7 +121,10 @@ class OptSummary:
             f"boundary        {boundary or 'none'}",
         ]
         if self.cov_pen is not None:
-            lines.append(f"penalty         {self.cov_pen}: {self.penalty:.10g} (objective + 2x)")
+            lines.append(
+                f"penalty         {self.cov_pen} = {self.penalty:.10g} "
+                "(objective = -2 log L + 2 penalty)"
+            )
         diag = self.diagnostics
         if diag is not None:
             eig = np.asarray(diag.hessian_eigenvalues)
@@ -131,7 +134,7 @@ class OptSummary:
                 shown = np.array2string(eig, precision=4)
             else:
                 shown = f"min {eig[0]:.4g}, max {eig[-1]:.4g} ({eig.size} eigenvalues)"
-            cond = f", condition {eig[-1] / eig[0]:.3g}" if eig.size and eig[0] > 0 else ""
+            cond = f", condition {eig[-1] / eig[0]:.3g}" if eig.size > 1 and eig[0] > 0 else ""
             lines += [
                 f"max |gradient|  {self.max_abs_gradient:.3e} (exact, at theta)",
                 f"Hessian eig.    {shown}{cond}",
