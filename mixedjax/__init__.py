@@ -7,6 +7,7 @@ from mixedjax import (
     _jaxconfig,  # noqa: F401  (float64 on import)
     datasets,
     functional,
+    penalties,
 )
 from mixedjax.batch_results import BatchResults, fit_models
 from mixedjax.bootstrap import parametric_bootstrap
@@ -32,6 +33,7 @@ __all__ = [
     "anova",
     "lrt",
     "parametric_bootstrap",
+    "penalties",
     "datasets",
     "mixedlm",
     "enable_compilation_cache",

@@ -197,6 +197,13 @@ class CrossedMixedLM:
         from mixedjax.model import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
         from mixedjax.results import OptSummary
 
+        if kwargs.pop("fe_pen", None) is not None:
+            raise ValueError("fe_pen (a fixed-effects penalty inside fit) is not supported")
+        cov_pen = kwargs.pop("cov_pen", None)
+        if cov_pen is not None:  # no correlated random effects (k_re = 0, as statsmodels'
+            from mixedjax.penalties import as_cov_penalty  # spelling): warn, no effect
+
+            as_cov_penalty(cov_pen, 0)
         unknown = set(kwargs) - _IGNORED_FIT_KWARGS
         if unknown:
             raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")

@@ -3,18 +3,30 @@
 The interface follows :class:`~mixedjax.results.MixedLMResults` where it has a meaning
 with several grouping factors: ``fe_params``, ``bse_fe``, ``tvalues``, ``pvalues``,
 ``scale``, ``llf``, ``aic``, ``bic``, ``theta``, ``is_singular``, ``optim``,
-``fittedvalues``, ``resid``, ``ranef()``, ``varcorr()``, ``summary()``. Random effects
+``fittedvalues``, ``resid``, ``ranef()``, ``varcorr()``, ``summary()``, and the inference
+of :class:`~mixedjax.results_inference.InferenceMixin` (``params``/``bse``/``cov_params()``
+in statsmodels' packed layout, ``bse_re``, ``t_test``, ``wald_test``, ``coef_table`` with
+Satterthwaite/Kenward-Roger df, ``conf_int``, ``check_convergence``). Random effects
 are per factor: ``random_effects[factor]`` is a DataFrame (levels x terms) and
 ``cov_re[group]`` the covariance of each term (keys as in ``varcorr()``).
+
+Variance parameters in ``params`` (profile scale, divided by σ²) and ``bse_re`` (data
+scale) come term by term in the order the terms were given (statsmodels' ``vc_formula``
+order), each term's covariance as its row-major lower triangle, named ``"{group} Var"`` for
+an intercept-only term and ``"{group} {a} Var"`` / ``"{group} {a} x {b} Cov"`` otherwise.
+A term whose covariance is exactly zero (on the boundary) is held at zero in the
+information matrix; its Wald standard errors are NaN (with a warning).
 """
 
-import math
+import warnings
 from functools import cached_property
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from mixedjax.crossed import CrossedEstimates
+from mixedjax.engines import crossed_theta_to_user
 from mixedjax.estimation import SINGULAR_TOL
 from mixedjax.layout import (
     TermEstimate,
@@ -23,10 +35,11 @@ from mixedjax.layout import (
     varcorr_frame,
     varcorr_names,
 )
-from mixedjax.results import OptSummary, _norm_pvalue
+from mixedjax.results import OptSummary
+from mixedjax.results_inference import InferenceMixin, _norm_pvalue
 
 
-class CrossedMixedLMResults:
+class CrossedMixedLMResults(InferenceMixin):
     """Read-only results of :class:`~mixedjax.CrossedMixedLM`; see the module docstring.
 
     Example:
@@ -44,7 +57,7 @@ class CrossedMixedLMResults:
         self.model = model
         self.reml = reml
         self.method = "REML" if reml else "ML"
-        self.optim = opt
+        self.optim = opt.attach(self.check_convergence, self._theta_names)
         self.theta = np.asarray(theta)
         self.scale = float(est.scale)
         self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
@@ -71,15 +84,16 @@ class CrossedMixedLMResults:
         object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ likelihood
-    @property
-    def aic(self) -> float:
-        """``-2 llf + 2 k`` (from the REML criterion for REML fits, as lme4)."""
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
-
-    @property
-    def bic(self) -> float:
-        """``-2 llf + k log(n)`` (as lme4)."""
-        return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
+    def _theta_names(self) -> list[str]:
+        """lme4's names of the entries of ``θ``: ``sd_`` on each factor's diagonal, ``cor_``
+        below it (column-wise lower triangle per term, θ order)."""
+        names = []
+        for key, t in zip(varcorr_names(self.term_estimates), self.term_estimates, strict=True):
+            upper_rows, upper_cols = np.triu_indices(len(t.names))
+            for i, j in zip(upper_cols, upper_rows, strict=True):
+                a, b = t.names[i], t.names[j]
+                names.append(f"sd_{a}|{key}" if i == j else f"cor_{a}.{b}|{key}")
+        return names
 
     @property
     def is_singular(self) -> bool:
@@ -103,20 +117,94 @@ class CrossedMixedLMResults:
         terms = [self.term_estimates[k] for k in self.model.input_order]
         return np.concatenate([np.diag(t.cov) for t in terms])
 
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance of the fixed effects (lme4's ``vcov``)."""
-        names = list(self.fe_params.index)
-        return pd.DataFrame(self._cov_fe, index=names, columns=names)
+    # ------------------------------------------------------------------ inference
+    @cached_property
+    def _term_order(self) -> list[int]:
+        """Position in θ order of each term, in ``params`` order (the order given)."""
+        return list(self.model.input_order)
+
+    @cached_property
+    def _phi_permutation(self) -> np.ndarray:
+        """Indices into the engine's ``γ`` (θ order) giving ``_phi`` (``params`` order)."""
+        starts = np.cumsum([0] + [q * (q + 1) // 2 for q in self.model.structure.q])
+        blocks = [np.arange(starts[k], starts[k + 1]) for k in self._term_order]
+        return np.concatenate(blocks + [[starts[-1]]]).astype(int)
+
+    @cached_property
+    def _engine_phi(self) -> np.ndarray:
+        """Data-scale ``γ`` of :mod:`mixedjax.engines` (terms in θ order, then σ²)."""
+        return crossed_theta_to_user(self.theta, self.scale, self.model.structure)
 
     @property
-    def tvalues(self) -> pd.Series:
-        """z statistics of the fixed effects, ``fe_params / bse_fe``."""
-        return self.fe_params / self.bse_fe
+    def _phi(self) -> np.ndarray:
+        return self._engine_phi[self._phi_permutation]
+
+    @cached_property
+    def _variance_names(self) -> list[str]:
+        keys = varcorr_names(self.term_estimates)
+        names = []
+        for k in self._term_order:
+            key, t = keys[k], self.term_estimates[k]
+            if t.names == ("(Intercept)",):
+                names.append(f"{key} Var")
+                continue
+            rows, cols = np.tril_indices(len(t.names))
+            for i, j in zip(rows, cols, strict=True):
+                if i == j:
+                    names.append(f"{key} {t.names[i]} Var")
+                else:
+                    names.append(f"{key} {t.names[j]} x {t.names[i]} Cov")
+        return names
 
     @property
-    def pvalues(self) -> pd.Series:
-        """Two-sided normal p-values of the fixed effects (z-tests, as statsmodels)."""
-        return pd.Series(_norm_pvalue(self.tvalues.to_numpy()), index=self.fe_params.index)
+    def params(self) -> pd.Series:
+        """statsmodels' packed parameters: β, then each term's ``tril(Ψ_k)/σ²`` row-major
+        (terms in the order given)."""
+        values = np.concatenate([self.fe_params.to_numpy(), self._phi[:-1] / self.scale])
+        return pd.Series(values, index=list(self.fe_params.index) + self._variance_names)
+
+    @cached_property
+    def _cov_user(self) -> np.ndarray:
+        """Inverse observed information of ``_phi`` (exact autodiff Hessian of the full
+        likelihood, β profiled out; :func:`mixedjax.inference.variance_information`)."""
+        from mixedjax.inference import invert_information, variance_information
+
+        structure = self.model.structure
+        info = np.array(
+            variance_information(
+                jnp.asarray(self._engine_phi), self.model.data, structure=structure,
+                reml=self.reml,
+            )
+        )  # fmt: skip
+        held = np.zeros(info.shape[0], dtype=bool)
+        starts = np.cumsum([0] + [q * (q + 1) // 2 for q in structure.q])
+        zero_terms = []
+        for k, t in enumerate(self.term_estimates):
+            if np.all(np.asarray(t.cov) == 0):
+                held[starts[k] : starts[k + 1]] = True
+                zero_terms.append(t.group)
+        info[held, :] = 0.0
+        info[:, held] = 0.0
+        if not np.all(np.isfinite(info)):
+            warnings.warn(
+                "the information matrix of the variance parameters is not finite (a term's "
+                "covariance is singular but not zero): their Wald standard errors are NaN",
+                UserWarning,
+                stacklevel=3,
+            )
+            return np.full(info.shape, np.nan)
+        cov = invert_information(info)
+        if zero_terms:
+            warnings.warn(
+                f"variance parameters of {zero_terms} are on the boundary (zero): they are "
+                "held at zero in the information matrix and their Wald standard errors are NaN",
+                UserWarning,
+                stacklevel=3,
+            )
+            cov[held, :] = np.nan
+            cov[:, held] = np.nan
+        perm = self._phi_permutation
+        return cov[np.ix_(perm, perm)]
 
     # ------------------------------------------------------------------ random effects
     @property

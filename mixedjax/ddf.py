@@ -1,8 +1,8 @@
 """Denominator degrees of freedom for fixed-effect tests: Satterthwaite and Kenward-Roger.
 
-Both methods need only a few pure functions of the variance parameters, written here for the
-one-grouping-factor engine; any other engine (e.g. crossed factors) plugs in by supplying the
-same functions of its own data.
+Both methods need only a few pure functions of the variance parameters, all built from the
+engine's GLS system (:mod:`mixedjax.engines`), so the one-factor and the crossed engine share
+this module: ``structure`` (a ``CovStructure`` or a ``CrossedStructure``) selects the engine.
 
 **Satterthwaite** (lmerTest). With ``ϑ = (θ, σ)`` (lme4's relative factor and the residual
 SD), ``C(ϑ) = σ² (X'V₁(θ)⁻¹X)⁻¹`` the covariance of ``β̂`` and ``d(ϑ)`` the ML or REML
@@ -45,15 +45,15 @@ import numpy as np
 
 from mixedjax.covariance import CovStructure
 from mixedjax.data import GroupedData
-from mixedjax.inference import _user_to_profile
-from mixedjax.likelihood import gls_system_cov, gls_system_theta, objective_given_scale
+from mixedjax.engines import gls_from_theta, gls_from_user
+from mixedjax.likelihood import objective_given_scale
 
 
-# ----------------------------------------------------------------- engine functions (1 factor)
+# ----------------------------------------------------------------- engine functions
 def fixed_cov_varpar(varpar: jnp.ndarray, data: GroupedData, structure: CovStructure):
     """``C(ϑ) = σ² (X'V₁(θ)⁻¹X)⁻¹`` with ``ϑ = (θ, σ)``; ``(p, p)``."""
     theta, sigma = varpar[:-1], varpar[-1]
-    system = gls_system_theta(theta, data, structure).system
+    system = gls_from_theta(theta, data, structure).system
     p = system.shape[0] - 1
     return sigma**2 * jnp.linalg.inv(system[:p, :p])
 
@@ -61,22 +61,21 @@ def fixed_cov_varpar(varpar: jnp.ndarray, data: GroupedData, structure: CovStruc
 def deviance_varpar(varpar, data: GroupedData, structure: CovStructure, reml: bool):
     """lmerTest's ``devfun_vp``: ``-2 log L`` at ``ϑ = (θ, σ)``, β profiled out."""
     theta, sigma = varpar[:-1], varpar[-1]
-    gls = gls_system_theta(theta, data, structure)
+    gls = gls_from_theta(theta, data, structure)
     return objective_given_scale(gls, sigma**2, data.n_obs, reml)
 
 
 def xvx_user(gamma: jnp.ndarray, data: GroupedData, structure: CovStructure):
-    """``X'Σ(γ)⁻¹X`` for data-scale ``γ = (tril Ψ row-major, τ, σ²)``; ``(p, p)``."""
-    cov, vc, scale = _user_to_profile(gamma, structure)
-    system = gls_system_cov(cov, vc, data, structure).system
-    p = system.shape[0] - 1
-    return system[:p, :p] / scale
+    """``X'Σ(γ)⁻¹X`` for data-scale ``γ`` (:func:`mixedjax.engines.gls_from_user`); ``(p, p)``."""
+    gls, scale = gls_from_user(gamma, data, structure)
+    p = gls.system.shape[0] - 1
+    return gls.system[:p, :p] / scale
 
 
 def logdet_user(gamma: jnp.ndarray, data: GroupedData, structure: CovStructure):
     """``log|Σ(γ)| = log|V₁| + n log σ²``."""
-    cov, vc, scale = _user_to_profile(gamma, structure)
-    return gls_system_cov(cov, vc, data, structure).logdet_V + data.n_obs * jnp.log(scale)
+    gls, scale = gls_from_user(gamma, data, structure)
+    return gls.logdet_V + data.n_obs * jnp.log(scale)
 
 
 # ----------------------------------------------------------------- Satterthwaite
@@ -115,7 +114,7 @@ def positive_part_inverse(H: np.ndarray, tol: float = 1e-8) -> np.ndarray:
 def satterthwaite_inputs(
     theta: np.ndarray, sigma: float, data: GroupedData, structure: CovStructure, reml: bool
 ) -> SatterthwaiteInputs:
-    """Autodiff derivatives at ``ϑ̂ = (θ̂, σ̂)`` for the one-factor engine."""
+    """Autodiff derivatives at ``ϑ̂ = (θ̂, σ̂)`` (either engine)."""
     varpar = jnp.asarray(np.append(np.asarray(theta, float), sigma))
     C, J, H = _satterthwaite_derivatives(varpar, data, structure=structure, reml=reml)
     H = np.asarray(H)
@@ -249,7 +248,7 @@ def kenward_roger_from_derivatives(XSX, P, HX, K) -> KenwardRogerInputs:
 def kenward_roger_inputs(
     gamma: np.ndarray, data: GroupedData, structure: CovStructure
 ) -> KenwardRogerInputs:
-    """:func:`kenward_roger_from_derivatives` for the one-factor engine at data-scale ``γ``."""
+    """:func:`kenward_roger_from_derivatives` at data-scale ``γ`` (either engine)."""
     out = _kr_derivatives(jnp.asarray(gamma, dtype=jnp.float64), data, structure=structure)
     return kenward_roger_from_derivatives(*out)
 

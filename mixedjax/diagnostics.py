@@ -1,7 +1,8 @@
 """Convergence diagnostics at the optimum: gradient, Hessian eigenvalues, lme4's checks.
 
 At ``θ̂`` the exact gradient ``g`` and Hessian ``H`` of the profiled deviance ``d(θ)``
-(autodiff) over the estimated (free, not on the boundary) coordinates give
+(autodiff; either engine, :mod:`mixedjax.engines`; plus twice the penalty of a penalised fit,
+:mod:`mixedjax.penalties`) over the estimated (free, not on the boundary) coordinates give
 
 * the Hessian's eigenvalues: all positive at a strict local minimum; a (near) zero one
   means a flat direction (an unidentified parameter), a negative one a saddle point;
@@ -16,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax.likelihood import profiled_deviance
+from mixedjax.covariance import theta_to_cov
+from mixedjax.engines import profiled_deviance
 
 
 class OptimumDiagnostics(NamedTuple):
@@ -39,18 +41,29 @@ class OptimumDiagnostics(NamedTuple):
     converged: bool
 
 
-@partial(jax.jit, static_argnames=("structure", "reml"))
-def _derivatives(theta, data, *, structure, reml):
-    g = jax.grad(profiled_deviance)(theta, data, structure, reml)
-    H = jax.hessian(profiled_deviance)(theta, data, structure, reml)
+def _objective(theta, data, structure, reml, penalty):
+    value = profiled_deviance(theta, data, structure, reml)
+    if penalty is not None:  # a penalised fit (mixedjax.penalties) minimised d + 2 pen(Ψ₁)
+        value = value + 2.0 * penalty.value(theta_to_cov(theta, structure)[0])
+    return value
+
+
+@partial(jax.jit, static_argnames=("structure", "reml", "penalty"))
+def _derivatives(theta, data, *, structure, reml, penalty=None):
+    g = jax.grad(_objective)(theta, data, structure, reml, penalty)
+    H = jax.hessian(_objective)(theta, data, structure, reml, penalty)
     return g, H
 
 
 def optimum_diagnostics(results) -> OptimumDiagnostics:
-    """:class:`OptimumDiagnostics` of a fit."""
+    """:class:`OptimumDiagnostics` of a fit (either engine: :mod:`mixedjax.engines`)."""
     model = results.model
     g, H = _derivatives(
-        jnp.asarray(results.theta), model.data, structure=model.structure, reml=results.reml
+        jnp.asarray(results.theta),
+        model.data,
+        structure=model.structure,
+        reml=results.reml,
+        penalty=getattr(results.optim, "cov_pen", None),
     )
     g, H = np.asarray(g), np.asarray(H)
     interior = np.asarray(results.optim.free_mask, dtype=bool).copy()

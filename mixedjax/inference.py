@@ -21,7 +21,7 @@ import numpy as np
 
 from mixedjax.covariance import CovStructure
 from mixedjax.data import GroupedData
-from mixedjax.likelihood import gls_system_cov, objective_given_scale
+from mixedjax.likelihood import objective_given_scale
 
 
 def _user_to_profile(phi: jnp.ndarray, structure: CovStructure):
@@ -36,7 +36,7 @@ def _user_to_profile(phi: jnp.ndarray, structure: CovStructure):
 
 
 def user_objective(phi: jnp.ndarray, data: GroupedData, structure: CovStructure, reml: bool):
-    """``d(φ)`` of the module docstring.
+    """``d(φ)`` of the module docstring (either engine: :func:`mixedjax.engines.gls_from_user`).
 
     Example:
         >>> import jax.numpy as jnp, numpy as np, mixedjax
@@ -46,8 +46,10 @@ def user_objective(phi: jnp.ndarray, data: GroupedData, structure: CovStructure,
         >>> round(float(user_objective(phi, m.data, m.structure, reml=True)), 4)
         319.6543
     """
-    cov, vc, scale = _user_to_profile(phi, structure)
-    return objective_given_scale(gls_system_cov(cov, vc, data, structure), scale, data.n_obs, reml)
+    from mixedjax.engines import gls_from_user
+
+    gls, scale = gls_from_user(phi, data, structure)
+    return objective_given_scale(gls, scale, data.n_obs, reml)
 
 
 @partial(jax.jit, static_argnames=("structure", "reml"))

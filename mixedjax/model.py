@@ -451,6 +451,10 @@ class MixedLM:
             gtol: tolerance on the scaled gradient ``max|∇d(θ)| / max(1, |d(θ)|)``.
             verbose: print the optimiser's trace (one line per iteration: objective and
                 scaled gradient, then the Newton polishing steps) and its summary.
+            cov_pen: a penalty on the profile-scale ``cov_re`` (statsmodels' ``cov_pen``:
+                :class:`mixedjax.penalties.PSD` or statsmodels' ``PSD``), added to the
+                objective inside the jitted fit; see :mod:`mixedjax.penalties`.
+            fe_pen: not supported (use :meth:`fit_regularized`).
 
         ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
         (``disp``, ``callback``, ``retall``) are accepted and ignored.
@@ -470,13 +474,24 @@ class MixedLM:
         from mixedjax.results import MixedLMResults, OptSummary
 
         if getattr(self, "_crossed", None) is not None:
+            if cov_pen is not None:  # k_re = 0: warns that it has no effect, as statsmodels
+                from mixedjax.penalties import as_cov_penalty
+
+                as_cov_penalty(cov_pen, 0)
             return self._fit_crossed(start_params, reml, free, method, maxiter, gtol)
         unknown = set(fit_kwargs) - _IGNORED_FIT_KWARGS
         if unknown:
             raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")
-        if fe_pen is not None or cov_pen is not None:
+        if fe_pen is not None:
             raise ValueError(
-                "fe_pen/cov_pen (penalised fits) are not supported by fit(); use an unpenalised fit"
+                "fe_pen (a fixed-effects penalty inside fit) is not supported: use "
+                "fit_regularized(method='l1', alpha=...) for penalised fixed effects"
+            )
+        if cov_pen is not None:
+            from mixedjax.penalties import fit_penalized
+
+            return fit_penalized(
+                self, cov_pen, start_params, reml, free, method, maxiter, gtol, verbose
             )
         method = _choose_method(method)
         check_fit_arguments(self, reml, start_params, free)

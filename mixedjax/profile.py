@@ -22,6 +22,7 @@ response, which only changes the cross-products (``Zty``, ``Xty``, ``yty``), and
 Traces for plotting evaluate ``ζ`` on a grid in one ``vmap``-ed batch of refits.
 """
 
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -31,6 +32,7 @@ import pandas as pd
 
 from mixedjax import estimation
 from mixedjax.covariance import CovStructure, lower_indices_colwise
+from mixedjax.crossed_data import CrossedData, CrossedStructure
 from mixedjax.data import GroupedData
 from mixedjax.ddf import deviance_varpar
 from mixedjax.distributions import norm_ppf
@@ -40,43 +42,57 @@ SD, COR = 0, 1
 
 
 # ----------------------------------------------------------------- the sdcor scale
-def parameter_kinds(structure: CovStructure) -> np.ndarray:
+def theta_blocks(structure) -> list[int]:
+    """Sizes ``q`` of the lower-triangular blocks of ``θ`` in θ order (either engine): the
+    correlated block then one ``1 x 1`` block per variance component (one factor), or one
+    block per term (crossed)."""
+    if isinstance(structure, CrossedStructure):
+        return list(structure.q)
+    return ([structure.k_re] if structure.k_re else []) + [1] * structure.k_vc
+
+
+def parameter_kinds(structure) -> np.ndarray:
     """``SD`` or ``COR`` for each entry of ``ψ`` (θ order, then σ)."""
-    rows, cols = lower_indices_colwise(structure.k_re)
-    kinds = np.where(rows == cols, SD, COR)
-    return np.concatenate([kinds, np.full(structure.k_vc + 1, SD)]).astype(int)
+    kinds = []
+    for q in theta_blocks(structure):
+        rows, cols = lower_indices_colwise(q)
+        kinds.append(np.where(rows == cols, SD, COR))
+    return np.concatenate(kinds + [np.full(1, SD)]).astype(int)
 
 
-def varpar_to_sdcor(theta: jnp.ndarray, sigma: jnp.ndarray, structure: CovStructure):
-    """``ψ (n_theta + 1,)`` from ``(θ, σ)``."""
-    q = structure.k_re
-    rows, cols = lower_indices_colwise(q)
-    L = jnp.zeros((q, q), theta.dtype).at[rows, cols].set(theta[: structure.k_re2])
-    cov = L @ L.T
-    sd_rel = jnp.sqrt(jnp.diag(cov))
-    safe = jnp.where(sd_rel > 0, sd_rel, 1.0)
-    corr = cov / jnp.outer(safe, safe)
-    re_part = jnp.where(rows == cols, sigma * sd_rel[rows], corr[rows, cols])
-    vc_part = sigma * jnp.abs(theta[structure.k_re2 :])
-    return jnp.concatenate([re_part, vc_part, sigma[None]])
+def varpar_to_sdcor(theta: jnp.ndarray, sigma: jnp.ndarray, structure):
+    """``ψ (n_theta + 1,)`` from ``(θ, σ)``, block by block of :func:`theta_blocks`."""
+    parts, start = [], 0
+    for q in theta_blocks(structure):
+        rows, cols = lower_indices_colwise(q)
+        L = jnp.zeros((q, q), theta.dtype).at[rows, cols].set(theta[start : start + rows.size])
+        cov = L @ L.T
+        sd_rel = jnp.sqrt(jnp.diag(cov))
+        safe = jnp.where(sd_rel > 0, sd_rel, 1.0)
+        corr = cov / jnp.outer(safe, safe)
+        parts.append(jnp.where(rows == cols, sigma * sd_rel[rows], corr[rows, cols]))
+        start += rows.size
+    return jnp.concatenate(parts + [sigma[None]])
 
 
-def sdcor_to_varpar(psi: jnp.ndarray, structure: CovStructure):
-    """``(θ, σ)`` from ``ψ`` (inverse of :func:`varpar_to_sdcor`); NaN if the correlation
+def sdcor_to_varpar(psi: jnp.ndarray, structure):
+    """``(θ, σ)`` from ``ψ`` (inverse of :func:`varpar_to_sdcor`); NaN if a correlation
     matrix is not positive definite."""
-    q = structure.k_re
-    rows, cols = lower_indices_colwise(q)
     sigma = psi[-1]
-    re_part = psi[: structure.k_re2]
-    sd = jnp.zeros(q, psi.dtype).at[rows[rows == cols]].set(re_part[rows == cols])
-    off = rows != cols
-    corr = jnp.eye(q, dtype=psi.dtype)
-    corr = (
-        corr.at[rows[off], cols[off]].set(re_part[off]).at[cols[off], rows[off]].set(re_part[off])
-    )
-    L = jnp.linalg.cholesky(corr) * (sd / sigma)[:, None]
-    theta = jnp.concatenate([L[rows, cols], psi[structure.k_re2 : -1] / sigma])
-    return theta, sigma
+    parts, start = [], 0
+    for q in theta_blocks(structure):
+        rows, cols = lower_indices_colwise(q)
+        block = psi[start : start + rows.size]
+        sd = jnp.zeros(q, psi.dtype).at[rows[rows == cols]].set(block[rows == cols])
+        off = rows != cols
+        corr = jnp.eye(q, dtype=psi.dtype)
+        corr = (
+            corr.at[rows[off], cols[off]].set(block[off]).at[cols[off], rows[off]].set(block[off])
+        )
+        L = jnp.linalg.cholesky(corr) * (sd / sigma)[:, None]
+        parts.append(L[rows, cols])
+        start += rows.size
+    return jnp.concatenate(parts), sigma
 
 
 def _from_free(u, kinds):
@@ -119,12 +135,16 @@ def constrained_fit_psi(u0, index, value, data, *, structure: CovStructure):
     return result.value, result.x
 
 
-def fix_fixed_effect(data: GroupedData, index, value) -> GroupedData:
+def fix_fixed_effect(data, index, value):
     """Cross-products with ``β_index = value`` moved into the response (``p - 1`` columns).
 
     ``y → y - value x_j`` and column ``j`` dropped: only ``Zty``, ``Xty``, ``yty`` change
-    besides the column selection. ``index`` may be traced.
+    besides the column selection. ``index`` may be traced. Crossed data: ``[X y] → [X y] T``
+    with ``T (p+1, p)`` selecting the kept columns and ``y - value x_j``, applied to the
+    cross-products with ``[X y]`` (``Z_1'[X y]`` and the ``[X y]`` rows of the dense block).
     """
+    if isinstance(data, CrossedData):
+        return _fix_fixed_effect_crossed(data, index, value)
     p = data.XtX.shape[0]
     keep = jnp.arange(p - 1) + (jnp.arange(p - 1) >= index)
     xj_z = jnp.take(data.ZtX, index, axis=2)
@@ -142,11 +162,33 @@ def fix_fixed_effect(data: GroupedData, index, value) -> GroupedData:
     )
 
 
+def _fix_fixed_effect_crossed(data: CrossedData, index, value) -> CrossedData:
+    p = data.w1.shape[2] - 1
+    M = data.dense.shape[0] - p - 1
+    keep = jnp.arange(p - 1) + (jnp.arange(p - 1) >= index)
+    E = jnp.eye(p + 1, dtype=data.dense.dtype)
+    new_y = E[:, p] - value * jnp.take(E, index, axis=1)
+    T = jnp.concatenate([jnp.take(E, keep, axis=1), new_y[:, None]], axis=1)  # (p+1, p)
+    top = data.dense[:M, :M]
+    cross = data.dense[:M, M:] @ T
+    corner = T.T @ data.dense[M:, M:] @ T
+    dense = jnp.block([[top, cross], [cross.T, corner]])
+    return data._replace(w1=data.w1 @ T, dense=dense)
+
+
 @partial(jax.jit, static_argnames=("structure",))
-def constrained_fit_beta(theta0, index, value, data, *, structure: CovStructure):
+def constrained_fit_beta(theta0, index, value, data, *, structure):
     """``min_θ d_ML(θ)`` with ``β_index = value`` (the other fixed effects profiled)."""
     reduced = fix_fixed_effect(data, index, value)
     free = jnp.ones_like(theta0, dtype=bool)
+    if isinstance(structure, CrossedStructure):
+        from mixedjax.crossed_model import fit_theta as crossed_fit_theta
+
+        result = crossed_fit_theta(
+            theta0, free, reduced, 1e-10, structure=replace(structure, p=structure.p - 1),
+            reml=False, method="lbfgs", maxiter=500, newton_steps=8,
+        )  # fmt: skip
+        return result.value
     result = estimation.fit_theta(theta0, free, reduced, 1e-10, structure=structure, reml=False)
     return result.value
 
@@ -165,6 +207,8 @@ def _free_hessian(u, data, *, structure: CovStructure):
 # ----------------------------------------------------------------- names (lme4's)
 def profile_names(model) -> list[str]:
     """lme4's ``confint(..., oldNames = FALSE)`` row names for ``ψ``, then the fixed effects."""
+    if isinstance(model.structure, CrossedStructure):
+        return _crossed_profile_names(model)
     group = getattr(model, "group_name", "Group")
     terms = list(model.re_terms)
     rows, cols = lower_indices_colwise(model.k_re)
@@ -184,6 +228,17 @@ def profile_names(model) -> list[str]:
     return names + fixed
 
 
+def _crossed_profile_names(model) -> list[str]:
+    names = []
+    for t in model.terms:  # θ order is lme4's term order
+        rows, cols = lower_indices_colwise(t.q)
+        for i, j in zip(rows, cols, strict=True):
+            a, b = t.names[i], t.names[j]
+            names.append(f"sd_{a}|{t.group}" if i == j else f"cor_{a}.{b}|{t.group}")
+    fixed = ["(Intercept)" if n in ("Intercept", "const") else n for n in model.exog_names]
+    return names + ["sigma"] + fixed
+
+
 def lme4_row_order(model) -> np.ndarray:
     """Permutation putting :func:`profile_names` rows in lme4's order.
 
@@ -191,6 +246,8 @@ def lme4_row_order(model) -> np.ndarray:
     order). Here the correlated term has ``n_groups`` levels, a covariate variance
     component too, and a factor variance component one level per (group, column) pair.
     """
+    if isinstance(model.structure, CrossedStructure):  # θ is already in lme4's order
+        return np.arange(model.structure.n_theta + 1 + model.k_fe)
     blocks, levels = [], []
     if model.k_re:
         blocks.append(list(range(model.k_re2)))

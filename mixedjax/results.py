@@ -1,16 +1,15 @@
 """Immutable fit results: estimates, tables, random effects, summary and ``varcorr``."""
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from mixedjax import inference
 from mixedjax.covariance import theta_to_cov
 from mixedjax.estimation import SINGULAR_TOL, Estimates
+from mixedjax.results_inference import InferenceMixin, _norm_pvalue  # noqa: F401 (re-export)
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,18 @@ class OptSummary:
         scaled_gradient: ``max |∇d(θ)| / max(1, |d(θ)|)`` at the end; ``gradient`` the raw one.
         gtol, maxiter: the stopping settings.
         converged, message: outcome.
-        boundary: indices of ``θ`` set to exactly 0 (variances on the boundary).
+        boundary: indices of ``θ`` set to exactly 0 (variances on the boundary);
+            ``boundary_names`` their lme4 names (``sd_(Intercept)|Batch``).
         free_mask: which entries of ``θ`` were estimated (the others held at their start).
+        cov_pen, penalty: the covariance penalty of a penalised fit
+            (:mod:`mixedjax.penalties`; ``None`` otherwise) and its value at ``θ̂``
+            (``objective`` is then ``-2 log L + 2 penalty``).
+
+    Once attached to results, the summary also reports the exact derivatives of the
+    objective at ``θ̂`` on the original data (computed on first use, autodiff;
+    :func:`mixedjax.diagnostics.optimum_diagnostics`): ``max_abs_gradient``,
+    ``hessian_eigenvalues`` (over the estimated coordinates not on the boundary) and the
+    full ``diagnostics``; ``print(results.optim)`` shows them.
 
     Example:
         >>> import mixedjax
@@ -36,6 +45,8 @@ class OptSummary:
         ...                                   re_formula="~Days").fit()
         >>> r.optim.converged, r.optim.n_newton >= 0, r.optim.scaled_gradient < r.optim.gtol
         (True, True, True)
+        >>> r.optim.hessian_eigenvalues.shape, r.optim.max_abs_gradient < 1e-6
+        ((3,), True)
     """
 
     method: str
@@ -53,8 +64,53 @@ class OptSummary:
     message: str
     boundary: tuple[int, ...]
     free_mask: np.ndarray
+    cov_pen: object = None
+    penalty: float = 0.0
+    diagnostics_source: Callable | None = field(default=None, repr=False, compare=False)
+    theta_names_source: Callable | None = field(default=None, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def attach(self, diagnostics: Callable, theta_names: Callable) -> "OptSummary":
+        """A copy that computes :attr:`diagnostics` with ``diagnostics()`` on first use and
+        names the entries of ``θ`` with ``theta_names()`` (called by the results)."""
+        return replace(self, diagnostics_source=diagnostics, theta_names_source=theta_names)
+
+    @property
+    def diagnostics(self):
+        """:class:`~mixedjax.diagnostics.OptimumDiagnostics` at ``θ̂`` (``None`` before the
+        summary is attached to results)."""
+        if self.diagnostics_source is None:
+            return None
+        if "diagnostics" not in self._cache:
+            self._cache["diagnostics"] = self.diagnostics_source()
+        return self._cache["diagnostics"]
+
+    @property
+    def max_abs_gradient(self) -> float | None:
+        """``max |∇d(θ̂)|`` over the estimated coordinates (original data, autodiff)."""
+        diag = self.diagnostics
+        return None if diag is None else float(np.max(np.abs(diag.gradient), initial=0.0))
+
+    @property
+    def hessian_eigenvalues(self) -> np.ndarray | None:
+        """Ascending eigenvalues of ``∇²d(θ̂)`` over the estimated interior coordinates: all
+        positive at a strict minimum; near zero flags an unidentified direction."""
+        diag = self.diagnostics
+        return None if diag is None else np.asarray(diag.hessian_eigenvalues)
+
+    @property
+    def boundary_names(self) -> list[str]:
+        """Names of the ``θ`` entries on the boundary (indices if no names are attached)."""
+        if self.theta_names_source is None:
+            return [f"theta[{i}]" for i in self.boundary]
+        names = list(self.theta_names_source())
+        return [names[i] for i in self.boundary]
 
     def __str__(self) -> str:
+        boundary = ", ".join(
+            f"{name} (theta[{i}])"
+            for i, name in zip(self.boundary, self.boundary_names, strict=True)
+        )
         lines = [
             f"optimizer       {self.method} (+ exact Newton polish)",
             f"theta start     {np.array2string(np.asarray(self.theta_start), precision=6)}",
@@ -62,14 +118,32 @@ class OptSummary:
             f"objective       {self.objective:.10g}",
             f"iterations      {self.n_iter} (evaluations {self.n_eval}, Newton {self.n_newton})",
             f"scaled gradient {self.scaled_gradient:.3e} (gtol {self.gtol:.0e})",
-            f"boundary        {list(self.boundary) or 'none'}",
-            f"result          {self.message}",
+            f"boundary        {boundary or 'none'}",
         ]
+        if self.cov_pen is not None:
+            lines.append(
+                f"penalty         {self.cov_pen} = {self.penalty:.10g} "
+                "(objective = -2 log L + 2 penalty)"
+            )
+        diag = self.diagnostics
+        if diag is not None:
+            eig = np.asarray(diag.hessian_eigenvalues)
+            if eig.size == 0:
+                shown = "none (no estimated coordinate off the boundary)"
+            elif eig.size <= 6:
+                shown = np.array2string(eig, precision=4)
+            else:
+                shown = f"min {eig[0]:.4g}, max {eig[-1]:.4g} ({eig.size} eigenvalues)"
+            cond = f", condition {eig[-1] / eig[0]:.3g}" if eig.size > 1 and eig[0] > 0 else ""
+            lines += [
+                f"max |gradient|  {self.max_abs_gradient:.3e} (exact, at theta)",
+                f"Hessian eig.    {shown}{cond}",
+                f"lme4 checks     {'passed' if diag.converged else 'FAILED'} "
+                f"(positive definite: {diag.positive_definite}, "
+                f"max |H^-1 g| {np.max(np.abs(diag.relative_gradient), initial=0.0):.1e})",
+            ]
+        lines.append(f"result          {self.message}")
         return "\n".join(lines)
-
-
-def _norm_pvalue(z: np.ndarray) -> np.ndarray:
-    return np.array([math.erfc(abs(v) / math.sqrt(2.0)) for v in np.ravel(z)]).reshape(np.shape(z))
 
 
 def _level_of(colname: str) -> str:
@@ -112,7 +186,7 @@ class RandomEffects(Mapping):
         return len(self._labels)
 
 
-class MixedLMResults:
+class MixedLMResults(InferenceMixin):
     """Results of :meth:`mixedjax.MixedLM.fit` (read-only).
 
     Scales: ``cov_re``, ``vcomp``, ``scale`` are on the data scale; ``cov_re_unscaled`` and
@@ -133,7 +207,7 @@ class MixedLMResults:
         self.model = model
         self.reml = reml
         self.method = "REML" if reml else "ML"
-        self.optim = opt
+        self.optim = opt.attach(self.check_convergence, self._theta_names)
         self.theta = np.asarray(theta)
         self.scale = float(est.scale)
         cov1, vc1 = theta_to_cov(np.asarray(theta), model.structure)
@@ -166,19 +240,15 @@ class MixedLMResults:
 
     # ------------------------------------------------------------------ likelihood
     @property
-    def aic(self) -> float:
-        """``-2 llf + 2 k`` (from the REML criterion for REML fits, as lme4)."""
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
-
-    @property
-    def bic(self) -> float:
-        """``-2 llf + k log(n)`` (as lme4)."""
-        return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
-
-    @property
     def n_dropped(self) -> int:
         """Rows dropped for missing values (``missing="drop"``); also in the summary."""
         return int(getattr(self.model, "n_dropped", 0))
+
+    def _theta_names(self) -> list[str]:
+        """lme4's names of the entries of ``θ`` (``sd_`` for diagonal entries)."""
+        from mixedjax.profile import profile_names
+
+        return profile_names(self.model)[: self.model.structure.n_theta]
 
     @property
     def is_singular(self) -> bool:
@@ -211,47 +281,6 @@ class MixedLMResults:
 
         # On the standardized data (well conditioned), mapped back exactly.
         return variance_parameter_cov(self.model, self._phi, self.reml)
-
-    @property
-    def cov_re_params(self) -> pd.DataFrame:
-        """Covariance of the data-scale variance parameters ``(tril Ψ, τ, σ²)``."""
-        names = self.model.param_names[self.k_fe :] + ["Scale"]
-        return pd.DataFrame(self._cov_user, index=names, columns=names)
-
-    @property
-    def bse_re(self) -> pd.Series:
-        """Wald standard errors of the data-scale variance parameters (exact Hessian)."""
-        names = self.model.param_names[self.k_fe :]
-        return pd.Series(np.sqrt(np.diag(self._cov_user))[:-1], index=names)
-
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance of ``params``: lme4's GLS ``vcov`` for β; the delta-method covariance
-        of ``(tril Ψ₁, τ₁)`` from the exact Hessian for the rest (the blocks are
-        asymptotically uncorrelated)."""
-        J = inference.profile_jacobian(self._phi, self.model.structure)
-        cov_profile = J @ self._cov_user @ J.T
-        k = self.k_fe
-        m = k + cov_profile.shape[0]
-        out = np.zeros((m, m))
-        out[:k, :k] = self._cov_fe
-        out[k:, k:] = cov_profile
-        names = self.model.param_names
-        return pd.DataFrame(out, index=names, columns=names)
-
-    @property
-    def bse(self) -> pd.Series:
-        """Standard errors of ``params``."""
-        return pd.Series(np.sqrt(np.diag(self.cov_params().to_numpy())), index=self.params.index)
-
-    @property
-    def tvalues(self) -> pd.Series:
-        """z statistics of the fixed effects, ``fe_params / bse_fe`` (statsmodels' name)."""
-        return self.fe_params / self.bse_fe
-
-    @property
-    def pvalues(self) -> pd.Series:
-        """Two-sided normal p-values of the fixed effects (z-tests, as statsmodels)."""
-        return pd.Series(_norm_pvalue(self.tvalues.to_numpy()), index=self.fe_params.index)
 
     # ------------------------------------------------------------------ random effects
     def _names_of(self, i: int):
@@ -370,68 +399,6 @@ class MixedLMResults:
             f"groups={self.model.n_groups}, converged={self.converged}>"
         )
 
-    # ------------------------------------------------------------------ inference (issue 4)
-    @cached_property
-    def _satterthwaite(self):
-        from mixedjax.ddf import satterthwaite_inputs
-
-        return satterthwaite_inputs(
-            self.theta, math.sqrt(self.scale), self.model.data, self.model.structure, self.reml
-        )
-
-    @cached_property
-    def _kenward_roger(self):
-        from mixedjax.ddf import kenward_roger_inputs
-
-        if not self.reml:
-            raise ValueError(
-                "ddf='kenward-roger' is only available for REML fits (as in lmerTest); "
-                "refit with reml=True"
-            )
-        return kenward_roger_inputs(self._phi, self.model.data, self.model.structure)
-
-    def t_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """t tests of ``L β = rhs`` row by row; ``r_matrix`` is a matrix, a vector or a string
-        such as ``"Days = 0"`` or ``"Intercept = 2*Days"``. ``ddf``: ``"satterthwaite"``,
-        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels)."""
-        from mixedjax.fixed_tests import t_test
-
-        return t_test(self, r_matrix, rhs, ddf)
-
-    def wald_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``)."""
-        from mixedjax.fixed_tests import wald_test
-
-        return wald_test(self, r_matrix, rhs, ddf)
-
-    def f_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """Alias of :meth:`wald_test`."""
-        return self.wald_test(r_matrix, rhs, ddf)
-
-    def coef_table(self, ddf: str = "satterthwaite", alpha: float = 0.05) -> pd.DataFrame:
-        """Fixed effects: ``estimate, se, df, t, p, lower, upper`` (lmerTest's summary)."""
-        from mixedjax.fixed_tests import coef_table
-
-        return coef_table(self, ddf, alpha)
-
-    def conf_int(self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic"):
-        """Confidence intervals.
-
-        ``method="wald"``: rows of ``params`` (statsmodels' layout), fixed effects with the
-        ``ddf`` reference distribution. ``method="profile"``: lme4's
-        ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
-        effects) from the ML profile likelihood.
-        """
-        if method == "wald":
-            from mixedjax.fixed_tests import conf_int_wald
-
-            return conf_int_wald(self, alpha, ddf)
-        if method == "profile":
-            from mixedjax.profile import profile_conf_int
-
-            return profile_conf_int(self, alpha)
-        raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
-
     def profile(self, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
         """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
         ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval."""
@@ -522,17 +489,3 @@ class MixedLMResults:
         from mixedjax.bootstrap import parametric_bootstrap
 
         return parametric_bootstrap(self, n, seed)
-
-    def check_convergence(self):
-        """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
-        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`)."""
-        from mixedjax.diagnostics import optimum_diagnostics
-
-        return optimum_diagnostics(self)
-
-    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
-        ``anova(m)``); compare models with :func:`mixedjax.lrt`."""
-        from mixedjax.fixed_tests import term_f_tests
-
-        return term_f_tests(self, ddf)

@@ -98,7 +98,7 @@ def test_fit_keywords(sleep_model, sleep_fit):
         sleep_model.fit(bogus=1)
     with pytest.raises(ValueError, match="method"):
         sleep_model.fit(method="nelder-mead")
-    with pytest.raises(ValueError, match="cov_pen"):
+    with pytest.raises(TypeError, match="cov_pen"):
         sleep_model.fit(cov_pen=object())
 
 

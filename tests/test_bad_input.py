@@ -220,7 +220,8 @@ FIT_CASES = [
     ("method", {"method": "nm"}, ValueError, r"method must be one of"),
     ("unknown keyword", {"tol": 1e-3}, TypeError, r"unexpected keyword argument\(s\) \['tol'\]"),
     ("reml string", {"reml": "yes"}, TypeError, r"reml must be True or False"),
-    ("fe_pen", {"fe_pen": 1.0}, ValueError, r"fe_pen/cov_pen"),
+    ("fe_pen", {"fe_pen": 1.0}, ValueError, r"fe_pen \(a fixed-effects penalty"),
+    ("cov_pen", {"cov_pen": 1.0}, TypeError, r"cov_pen must be a mixedjax"),
     ("start length", {"start_params": np.ones(5)}, ValueError, r"params has length 5"),
     ("start NaN", {"start_params": np.array([np.nan])}, ValueError, r"start_params contains NaN"),
     (
