@@ -165,7 +165,7 @@ class RandomEffects(Mapping):
         ...                                   re_formula="~Days").fit()
         >>> re = r.random_effects
         >>> len(re), list(re["308"].index)
-        (18, ['Group', 'Days'])
+        (18, ['Subject', 'Days'])
     """
 
     def __init__(self, labels, values, names_of):
