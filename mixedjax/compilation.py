@@ -58,11 +58,19 @@ QUICK_COMPILE_GROUPS = 16384
 QUICK_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-def tiered_jit(fun, *, static_argnames: tuple[str, ...], data_arg: str = "data"):
+def tiered_jit(
+    fun,
+    *,
+    static_argnames: tuple[str, ...],
+    data_arg: str = "data",
+    quick_up_to: float = QUICK_COMPILE_GROUPS,
+):
     """``jax.jit(fun)`` with two compiled variants chosen by the size of the data.
 
     The argument ``data_arg`` (a :class:`~mixedjax.data.GroupedData`) decides: with at most
-    :data:`QUICK_COMPILE_GROUPS` groups the call goes to a variant compiled with
+    ``quick_up_to`` groups (default :data:`QUICK_COMPILE_GROUPS`; ``math.inf`` for kernels
+    evaluated once or twice per fit, whose run time never repays a slower compilation) the
+    call goes to a variant compiled with
     :data:`QUICK_COMPILE_OPTIONS` (fast to compile; a first fit in a fresh process is mostly
     compilation), otherwise to a fully optimised one (fast to run). Inside another ``jit``
     the optimised variant is inlined (compiler options belong to the outermost ``jit``).
@@ -88,7 +96,7 @@ def tiered_jit(fun, *, static_argnames: tuple[str, ...], data_arg: str = "data")
 
     def choose(args, kwargs):
         data = signature.bind_partial(*args, **kwargs).arguments[data_arg]
-        if data.ZtZ.shape[-3] > QUICK_COMPILE_GROUPS or _tracing((args, kwargs)):
+        if data.ZtZ.shape[-3] > quick_up_to or _tracing((args, kwargs)):
             return optimised  # inside another jit the outer compilation decides
         return quick
 

@@ -117,6 +117,10 @@ def theta_to_cov(theta: jnp.ndarray, structure: CovStructure) -> tuple[jnp.ndarr
     """
     q = structure.k_re
     rows, cols = lower_indices_colwise(q)
+    if isinstance(theta, np.ndarray):  # on the host: no tiny XLA compilations per call
+        L_host = np.zeros((q, q), theta.dtype)
+        L_host[rows, cols] = theta[: structure.k_re2]
+        return L_host @ L_host.T, theta[structure.k_re2 :] ** 2
     L = jnp.zeros((q, q), theta.dtype).at[rows, cols].set(theta[: structure.k_re2])
     return L @ L.T, theta[structure.k_re2 :] ** 2
 

@@ -5,6 +5,7 @@ them. Compiled functions are cached by JAX on ``(structure, reml, method)`` and 
 so refitting a model of the same shape never recompiles.
 """
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -103,7 +104,7 @@ def fit_theta(
     )
 
 
-@partial(tiered_jit, static_argnames=("structure", "reml"))
+@partial(tiered_jit, static_argnames=("structure", "reml"), quick_up_to=math.inf)
 def deviance(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
     """Jitted :func:`~mixedjax.likelihood.profiled_deviance`.
 
@@ -205,7 +206,7 @@ class Estimates(NamedTuple):
     objective: jnp.ndarray
 
 
-@partial(tiered_jit, static_argnames=("structure", "reml"))
+@partial(tiered_jit, static_argnames=("structure", "reml"), quick_up_to=math.inf)
 def estimates_at(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
     """Fixed effects, σ², their covariance and the BLUPs at ``θ``.
 
