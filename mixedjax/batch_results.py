@@ -31,6 +31,7 @@ import pandas as pd
 from mixedjax import batch, estimation
 from mixedjax.data import GroupedData, pad_groups
 from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+from mixedjax.progress import progress as progress_bar
 
 
 class BatchResults:
@@ -251,13 +252,25 @@ def fit_many(
     method=None,
     maxiter: int = 500,
     gtol: float = 1e-9,
+    progress: bool | None = None,
 ) -> BatchResults:
     """Fit ``k`` responses ``Y (n, k)`` on ``model``'s design in one vmapped call.
 
     Only ``Z_i'y``, ``X'y`` and ``y'y`` are computed per response; the design's
     cross-products are shared by all ``k`` fits. Each fit starts from the data-based
     start of :meth:`mixedjax.MixedLM.fit` and uses the same optimiser, so member ``i``
-    equals ``MixedLM(Y[:, i], ...).fit(reml=reml)``.
+    equals ``MixedLM(Y[:, i], ...).fit(reml=reml)``. ``progress``: a bar advancing once per
+    block of :data:`BLOCK_SIZE` responses (:mod:`mixedjax.progress`; ``None``: only in
+    notebooks and terminals).
+
+    Example:
+        >>> import numpy as np, mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject")
+        >>> Y = df["Reaction"].to_numpy()[:, None] + np.arange(3.0) * df["Days"].to_numpy()[:, None]
+        >>> fits = m.fit_many(Y)  # the slope grows by 1 per column; the variances do not move
+        >>> np.round(np.diff(fits.fe_params["Days"]), 6)
+        array([1., 1.])
     """
     method = _check_fit_options(method, maxiter, gtol)
     values, names = _responses(Y, model.nobs)
@@ -268,7 +281,10 @@ def fit_many(
     Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
     data = model.data._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
     free = np.ones(model.structure.n_theta, dtype=bool)
-    out = _fit_in_blocks(data, free, gtol, model.structure, bool(reml), method, int(maxiter))
+    with progress_bar(total=len(names), desc="fit_many", unit="fits", enabled=progress) as bar:
+        out = _fit_in_blocks(
+            data, free, gtol, model.structure, bool(reml), method, int(maxiter), bar
+        )
 
     def model_of(i: int):
         member = copy.copy(model)
@@ -292,12 +308,15 @@ def fit_many(
 BLOCK_SIZE = 1024
 
 
-def _fit_in_blocks(data, free, gtol, structure, reml, method, maxiter):
+def _fit_in_blocks(data, free, gtol, structure, reml, method, maxiter, bar=None):
     k = data.yty.shape[0]
     if k <= BLOCK_SIZE:
-        return fit_in_rounds(
+        out = fit_in_rounds(
             data, free, gtol, batch.RESPONSE_FIELDS, structure, reml, method, maxiter
         )
+        if bar is not None:
+            bar.update(k)
+        return out
     outs = []
     for lo in range(0, k, BLOCK_SIZE):  # blocks of responses, not groups or rows
         idx = np.arange(lo, lo + BLOCK_SIZE).clip(max=k - 1)  # pad the last block
@@ -307,6 +326,8 @@ def _fit_in_blocks(data, free, gtol, structure, reml, method, maxiter):
         )
         n = min(BLOCK_SIZE, k - lo)
         outs.append(jax.tree_util.tree_map(lambda a, n=n: a[:n], out))
+        if bar is not None:  # progress per block of responses (Python level, not in jit)
+            bar.update(n)
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
 
 
@@ -394,12 +415,14 @@ def fit_models(
     method=None,
     maxiter: int = 500,
     gtol: float = 1e-9,
+    progress: bool | None = None,
 ) -> BatchResults:
     """Fit independent models of one structure (data sets of any sizes) in one vmapped call.
 
     Every model must have the same random-effects structure and number of fixed effects;
     the group axis of each is padded with empty groups to the largest, which changes no
-    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``.
+    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``. ``progress``: a bar
+    (:mod:`mixedjax.progress`) that completes when the batch does (one vmapped call).
 
     Example:
         >>> import mixedjax
@@ -425,10 +448,12 @@ def fit_models(
     method = _check_fit_options(method, maxiter, gtol)
     data = stack_data([m.data for m in models])
     free = np.ones(first.structure.n_theta, dtype=bool)
-    out = fit_in_rounds(
-        data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
-        int(maxiter),
-    )  # fmt: skip
+    with progress_bar(total=len(models), desc="fit_models", unit="fits", enabled=progress) as bar:
+        out = fit_in_rounds(
+            data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
+            int(maxiter),
+        )  # fmt: skip
+        bar.update(len(models))
     results = BatchResults(
         names, out, first.structure, first.exog_names, first.exog_re_names,
         lambda i: models[i], bool(reml), method, gtol, int(maxiter), free,

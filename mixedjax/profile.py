@@ -35,6 +35,7 @@ from mixedjax.data import GroupedData
 from mixedjax.ddf import deviance_varpar
 from mixedjax.distributions import norm_ppf
 from mixedjax.optimize import minimize
+from mixedjax.progress import progress as progress_bar
 
 SD, COR = 0, 1
 
@@ -324,10 +325,13 @@ def _ml_results(results):
     return results.model.fit(reml=False)
 
 
-def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFrame:
+def profile_conf_int(
+    results, alpha: float = 0.05, _profiler=None, progress: bool | None = None
+) -> pd.DataFrame:
     """Profile-likelihood intervals in lme4's row order and names (columns ``lower``,
     ``upper``); a standard deviation whose profile never reaches the cut-off gets 0 as its
-    lower bound, a correlation ±1, as lme4."""
+    lower bound, a correlation ±1, as lme4. ``progress``: a bar advancing once per
+    parameter (:mod:`mixedjax.progress`; ``None``: only in notebooks and terminals)."""
     from mixedjax.fixed_tests import check_alpha
 
     z = float(norm_ppf(1 - check_alpha(alpha) / 2))
@@ -335,7 +339,9 @@ def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFra
     names = profile_names(results.model)
     n_psi = len(prof.psi_hat)
     lower, upper = [], []
+    bar = progress_bar(total=len(names), desc="profile CIs", unit="parameters", enabled=progress)
     for k in range(len(names)):
+        bar.set_description(f"profile CIs ({names[k]})")
         centre, step = prof.centre_and_step(k)
         bounds = []
         for target in (-z, z):
@@ -357,21 +363,27 @@ def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFra
             bounds[1] = prof.to_natural(k, t) if t is not None else np.inf
         lower.append(bounds[0])
         upper.append(bounds[1])
+        bar.update()
+    bar.close()
     frame = pd.DataFrame({"lower": lower, "upper": upper}, index=names)
     return frame.iloc[lme4_row_order(results.model)]
 
 
-def profile_traces(results, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
+def profile_traces(
+    results, alpha: float = 0.01, n_points: int = 11, progress: bool | None = None
+) -> pd.DataFrame:
     """ζ on a grid for every parameter (for plotting): columns ``parameter``, ``value``,
     ``zeta``. The grid spans the ``1 - alpha`` profile interval (on the free scale for
     variance parameters) with ``n_points`` points per side; each parameter's grid is one
-    vmapped batch of constrained refits."""
+    vmapped batch of constrained refits. ``progress``: bars per parameter for the interval
+    search and for the traces."""
     prof = _Profiler(_ml_results(results))
-    ci = profile_conf_int(results, alpha, _profiler=prof)
+    ci = profile_conf_int(results, alpha, _profiler=prof, progress=progress)
     n_psi = len(prof.psi_hat)
     names = profile_names(results.model)
     ci = ci.loc[names]  # back to the internal order of ψ
     frames = []
+    bar = progress_bar(total=len(names), desc="profile traces", unit="parameters", enabled=progress)
     for k, name in enumerate(names):
         lo, hi = ci.iloc[k]
         centre, _ = prof.centre_and_step(k)
@@ -401,6 +413,8 @@ def profile_traces(results, alpha: float = 0.01, n_points: int = 11) -> pd.DataF
         dev = np.maximum(np.asarray(devs) - prof.dev_min, 0.0)
         zeta = np.sign(grid - centre) * np.sqrt(dev)
         frames.append(pd.DataFrame({"parameter": name, "value": values, "zeta": zeta}))
+        bar.update()
+    bar.close()
     return pd.concat(frames, ignore_index=True)
 
 

@@ -414,13 +414,16 @@ class MixedLMResults:
 
         return coef_table(self, ddf, alpha)
 
-    def conf_int(self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic"):
+    def conf_int(
+        self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic", progress=None
+    ):
         """Confidence intervals.
 
         ``method="wald"``: rows of ``params`` (statsmodels' layout), fixed effects with the
         ``ddf`` reference distribution. ``method="profile"``: lme4's
         ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
-        effects) from the ML profile likelihood.
+        effects) from the ML profile likelihood (``progress``: a bar per parameter profiled,
+        :mod:`mixedjax.progress`).
         """
         if method == "wald":
             from mixedjax.fixed_tests import conf_int_wald
@@ -429,15 +432,16 @@ class MixedLMResults:
         if method == "profile":
             from mixedjax.profile import profile_conf_int
 
-            return profile_conf_int(self, alpha)
+            return profile_conf_int(self, alpha, progress=progress)
         raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
 
-    def profile(self, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
+    def profile(self, alpha: float = 0.01, n_points: int = 11, progress=None) -> pd.DataFrame:
         """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
-        ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval."""
+        ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval;
+        ``progress``: a bar per parameter profiled."""
         from mixedjax.profile import profile_traces
 
-        return profile_traces(self, alpha, n_points)
+        return profile_traces(self, alpha, n_points, progress=progress)
 
     def profile_re(self, re_ix, vtype, num_low=5, dist_low=1.0, num_high=5, dist_high=1.0):
         """statsmodels' ``profile_re``: ``(held variance × σ̂², llf)`` rows."""
@@ -515,13 +519,13 @@ class MixedLMResults:
 
         return plots.trajectories(self, time, **kwargs)
 
-    def parametric_bootstrap(self, n: int = 1000, seed: int = 0):
+    def parametric_bootstrap(self, n: int = 1000, seed: int = 0, progress=None):
         """Parametric bootstrap: ``n`` simulated responses refitted in one vmapped batch;
         ``.replicates`` (lme4's sd/cor/sigma/fixed names) and ``.conf_int(alpha)``
-        (percentile intervals)."""
+        (percentile intervals); ``progress``: a bar per block of replicates."""
         from mixedjax.bootstrap import parametric_bootstrap
 
-        return parametric_bootstrap(self, n, seed)
+        return parametric_bootstrap(self, n, seed, progress=progress)
 
     def check_convergence(self):
         """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
