@@ -170,6 +170,12 @@ class BatchResults:
         )
         return pd.concat(parts + [extra], axis=1)
 
+    def _repr_html_(self) -> str:
+        """Notebook display: counts, one row per fit (:func:`~mixedjax.display_html.batch_html`)."""
+        from mixedjax.display_html import batch_html
+
+        return batch_html(self)
+
     def __repr__(self) -> str:
         return (
             f"<BatchResults {'REML' if self.reml else 'ML'}: {len(self)} fits, "

@@ -285,4 +285,6 @@ class CrossedMixedLM:
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{t.group}: {t.n_levels}" for t in self.terms)
-        return f"CrossedMixedLM(nobs={self.nobs}, k_fe={self.k_fe}, terms=[{groups}])"
+        formula = getattr(self, "formula", None)
+        what = f"formula={formula!r}, " if formula else ""
+        return f"CrossedMixedLM({what}nobs={self.nobs}, k_fe={self.k_fe}, groups=[{groups}])"

@@ -602,8 +602,11 @@ class MixedLM:
         return np.concatenate([M[rows, cols], vc_mask]) != 0
 
     def __repr__(self) -> str:
-        formula = getattr(self, "formula", None)
-        what = f"formula={formula!r}, " if formula else ""
+        what = "".join(
+            f"{name}={getattr(self, name)!r}, "
+            for name in ("formula", "re_formula", "vc_formula")
+            if getattr(self, name, None)
+        )
         return (
             f"MixedLM({what}nobs={self.nobs}, groups={self.n_groups}, k_fe={self.k_fe}, "
             f"k_re={self.k_re}, k_vc={self.k_vc})"
