@@ -374,9 +374,8 @@ def profile_traces(
 ) -> pd.DataFrame:
     """ζ on a grid for every parameter (for plotting): columns ``parameter``, ``value``,
     ``zeta``. The grid spans the ``1 - alpha`` profile interval (on the free scale for
-    variance parameters) with ``n_points`` points per side; each parameter's grid is one
-    vmapped batch of constrained refits. ``progress``: bars per parameter for the interval
-    search and for the traces."""
+    variance parameters) with ``n_points`` points per side, each point a constrained refit.
+    ``progress``: bars per parameter for the interval search and for the traces."""
     prof = _Profiler(_ml_results(results))
     ci = profile_conf_int(results, alpha, _profiler=prof, progress=progress)
     n_psi = len(prof.psi_hat)
@@ -397,19 +396,14 @@ def profile_traces(
         grid = np.concatenate(
             [np.linspace(lo_t, centre, n_points + 1)[:-1], np.linspace(centre, hi_t, n_points)]
         )
+        # One constrained refit per grid point with the kernels the interval search has
+        # already compiled (a vmapped copy would compile again, ~10x the refits' cost).
         if k < n_psi:
             values = np.asarray(_from_free(jnp.asarray(grid), prof.kinds[k]))
-            u0 = jnp.asarray(np.where(np.isfinite(prof.u_hat), prof.u_hat, -10.0))
-            fit = partial(constrained_fit_psi, structure=prof.structure)
-            devs, _ = jax.vmap(fit, in_axes=(None, None, 0, None))(
-                u0, _int(k), jnp.asarray(values), prof.data
-            )
+            devs = [prof.deviance_psi(k, t) for t in grid]
         else:
             values = grid
-            fit = partial(constrained_fit_beta, structure=prof.structure)
-            devs = jax.vmap(fit, in_axes=(None, None, 0, None))(
-                jnp.asarray(prof.theta_hat), _int(k - n_psi), jnp.asarray(values), prof.data
-            )
+            devs = [prof.deviance_beta(k - n_psi, v) for v in grid]
         dev = np.maximum(np.asarray(devs) - prof.dev_min, 0.0)
         zeta = np.sign(grid - centre) * np.sqrt(dev)
         frames.append(pd.DataFrame({"parameter": name, "value": values, "zeta": zeta}))
