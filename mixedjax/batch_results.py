@@ -117,6 +117,14 @@ class BatchResults:
 
         The estimates are recomputed at the batch's ``θ̂`` on that member's own data, so the
         BLUPs, summary, ``varcorr`` and inference methods are available as for a single fit.
+
+        Example:
+            >>> import numpy as np, mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+            >>> batch = m.fit_many(np.column_stack([df["Yield"], df["Yield"] / 10]))
+            >>> round(batch.result(1).llf - m.fit().llf, 4)  # y / 10: +(n - p) log 10
+            66.775
         """
         from mixedjax.results import MixedLMResults, OptSummary
 
@@ -153,7 +161,16 @@ class BatchResults:
         return np.any(np.abs(self.theta[:, mask]) < estimation.SINGULAR_TOL, axis=1)
 
     def frame(self) -> pd.DataFrame:
-        """One row per fit: fixed effects, their SEs, variances, σ², llf, converged."""
+        """One row per fit: fixed effects, their SEs, variances, σ², llf, converged.
+
+        Example:
+            >>> import numpy as np, mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+            >>> batch = m.fit_many(np.column_stack([df["Yield"], df["Yield"] / 10]))
+            >>> batch.frame().columns.tolist()
+            ['Intercept', 'se_Intercept', 'Group Var', 'scale', 'llf', 'converged']
+        """
         parts = [self.fe_params, self.bse_fe.add_prefix("se_")]
         q = self._structure.k_re
         rows, cols = np.tril_indices(q)

@@ -269,7 +269,16 @@ class MixedLMResults:
 
     @property
     def random_effects(self) -> RandomEffects:
-        """Mapping group -> BLUPs ``pd.Series`` (data scale), like statsmodels."""
+        """Mapping group -> BLUPs ``pd.Series`` (data scale), like statsmodels.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.random_effects["A"].round(3)
+            Group   -17.607
+            Name: A, dtype: float64
+        """
         return RandomEffects(list(self.model.group_labels), self._blups, self._names_of)
 
     @property
@@ -290,6 +299,15 @@ class MixedLMResults:
         """lme4's ``as.data.frame(ranef(m, condVar=TRUE))``: grpvar, term, grp, condval, condsd.
 
         Rows are ordered by term, then level (as lme4).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.ranef().head(2).round(3)
+              grpvar         term grp  condval  condsd
+            0  Batch  (Intercept)   A  -17.607  19.587
+            1  Batch  (Intercept)   B    0.391  19.587
         """
         if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
             from mixedjax.layout import ranef_frame
@@ -348,7 +366,17 @@ class MixedLMResults:
 
     # ------------------------------------------------------------------ display
     def varcorr(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor."""
+        """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.varcorr()[["group", "vcov", "sdcor"]].round(3)
+                  group     vcov   sdcor
+            0     Batch  1764.05  42.001
+            1  Residual  2451.25  49.510
+        """
         if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
             from mixedjax import layout
             from mixedjax.structure import one_factor_term_estimates
@@ -359,7 +387,18 @@ class MixedLMResults:
         return varcorr_frame(self)
 
     def summary(self, alpha: float = 0.05):
-        """statsmodels-style summary table (``print(result.summary())``)."""
+        """statsmodels-style summary table (``print(result.summary())``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> print(r.summary())  # doctest: +ELLIPSIS
+                      Mixed Linear Model Regression Results
+            ...
+            Intercept 1527.500   19.383 78.804 0.000 1489.509 1565.491
+            ...
+        """
         from mixedjax.display import Summary
 
         return Summary(self, alpha)
@@ -393,13 +432,35 @@ class MixedLMResults:
     def t_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
         """t tests of ``L β = rhs`` row by row; ``r_matrix`` is a matrix, a vector or a string
         such as ``"Days = 0"`` or ``"Intercept = 2*Days"``. ``ddf``: ``"satterthwaite"``,
-        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels)."""
+        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> print(r.t_test("Days = 10"))
+            Test for constraints (satterthwaite df)
+                   estimate        se    df         t         p     lower      upper
+            Days  10.467286  1.545789  17.0  0.302296  0.766094  7.205956  13.728615
+        """
         from mixedjax.fixed_tests import t_test
 
         return t_test(self, r_matrix, rhs, ddf)
 
     def wald_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``)."""
+        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> print(r.wald_test("Days = 0", ddf="kenward-roger"))
+            <F test (kenward-roger): F=45.853, p=3.264e-06, df_num=1, df_denom=17>
+        """
         from mixedjax.fixed_tests import wald_test
 
         return wald_test(self, r_matrix, rhs, ddf)
@@ -409,7 +470,19 @@ class MixedLMResults:
         return self.wald_test(r_matrix, rhs, ddf)
 
     def coef_table(self, ddf: str = "satterthwaite", alpha: float = 0.05) -> pd.DataFrame:
-        """Fixed effects: ``estimate, se, df, t, p, lower, upper`` (lmerTest's summary)."""
+        """Fixed effects: ``estimate, se, df, t, p, lower, upper`` (lmerTest's summary).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> r.coef_table()[["estimate", "se", "df"]].round(3)  # lmerTest's summary(m)
+                       estimate     se    df
+            Intercept   251.405  6.825  17.0
+            Days         10.467  1.546  17.0
+        """
         from mixedjax.fixed_tests import coef_table
 
         return coef_table(self, ddf, alpha)
@@ -424,6 +497,18 @@ class MixedLMResults:
         ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
         effects) from the ML profile likelihood (``progress``: a bar per parameter profiled,
         :mod:`mixedjax.progress`).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.conf_int().round(2).loc["Intercept"].tolist()  # Wald, normal quantiles
+            [1489.51, 1565.49]
+            >>> r.conf_int(method="profile").round(2)  # lme4's confint(m)
+                                    lower    upper
+            sd_(Intercept)|Batch    12.20    84.06
+            sigma                   38.23    67.66
+            (Intercept)           1486.45  1568.55
         """
         if method == "wald":
             from mixedjax.fixed_tests import conf_int_wald
@@ -438,7 +523,16 @@ class MixedLMResults:
     def profile(self, alpha: float = 0.01, n_points: int = 11, progress=None) -> pd.DataFrame:
         """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
         ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval;
-        ``progress``: a bar per parameter profiled."""
+        ``progress``: a bar per parameter profiled.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> traces = r.profile(alpha=0.05, n_points=3)
+            >>> traces.groupby("parameter").size().tolist()  # n_points on each side of the estimate
+            [6, 6, 6]
+        """
         from mixedjax.profile import profile_traces
 
         return profile_traces(self, alpha, n_points, progress=progress)
@@ -468,6 +562,19 @@ class MixedLMResults:
         prediction (``allow_new_levels``). With ``interval="confidence"`` or
         ``"prediction"`` a DataFrame ``predicted, se, lower, upper`` comes back (Henderson's
         prediction-error variance; σ² added for ``"prediction"``), else an array.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> import pandas as pd
+            >>> new = pd.DataFrame({"Days": [0, 10], "Subject": ["308", "unseen"]})
+            >>> r.predict(new).round(2)  # subject 308's line, then the population line
+            array([253.66, 356.08])
+            >>> r.predict(new, interval="prediction").columns.tolist()
+            ['predicted', 'se', 'lower', 'upper']
         """
         from mixedjax.predict import predict
 
@@ -477,7 +584,15 @@ class MixedLMResults:
 
     def simulate(self, n: int = 1, seed: int = 0) -> np.ndarray:
         """``(n, nobs)`` responses simulated from the fitted model (new random effects and
-        residuals; lme4's ``simulate``)."""
+        residuals; lme4's ``simulate``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.simulate(3, seed=0).shape  # 3 responses of 30 rows
+            (3, 30)
+        """
         from mixedjax.predict import simulate_responses
 
         return simulate_responses(self, n, seed)
@@ -522,21 +637,49 @@ class MixedLMResults:
     def parametric_bootstrap(self, n: int = 1000, seed: int = 0, progress=None):
         """Parametric bootstrap: ``n`` simulated responses refitted in one vmapped batch;
         ``.replicates`` (lme4's sd/cor/sigma/fixed names) and ``.conf_int(alpha)``
-        (percentile intervals); ``progress``: a bar per block of replicates."""
+        (percentile intervals); ``progress``: a bar per block of replicates.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> boot = r.parametric_bootstrap(100, seed=1)
+            >>> boot.conf_int().columns.tolist(), int(boot.converged.sum())
+            (['lower', 'upper'], 100)
+        """
         from mixedjax.bootstrap import parametric_bootstrap
 
         return parametric_bootstrap(self, n, seed, progress=progress)
 
     def check_convergence(self):
         """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
-        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`)."""
+        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> bool(r.check_convergence().converged)
+            True
+        """
         from mixedjax.diagnostics import optimum_diagnostics
 
         return optimum_diagnostics(self)
 
     def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
-        ``anova(m)``); compare models with :func:`mixedjax.lrt`."""
+        ``anova(m)``); compare models with :func:`mixedjax.lrt`.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> r.anova()[["NumDF", "DenDF"]]  # lmerTest's anova(m)
+                  NumDF  DenDF
+            Days      1   17.0
+        """
         from mixedjax.fixed_tests import term_f_tests
 
         return term_f_tests(self, ddf)
