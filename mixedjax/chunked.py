@@ -15,7 +15,7 @@ fit, BLUPs and ``ranef`` equal the in-memory model's.
 Example:
     >>> import pandas as pd, mixedjax
     >>> chunks = pd.read_csv("big.csv", chunksize=1_000_000)  # doctest: +SKIP
-    >>> model = mixedjax.from_chunks(chunks, "y ~ x", groups="g", re_formula="~x")
+    >>> model = mixedjax.from_chunks(chunks, "y ~ x", groups="g", re_formula="~x")  # doctest: +SKIP
     >>> result = model.fit()  # doctest: +SKIP
 """
 
