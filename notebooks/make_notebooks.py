@@ -736,12 +736,12 @@ standard deviations' traces bend, so their intervals are asymmetric.""",
 parameters are on the variance scale, not lme4's standard-deviation scale.)
 
 The parametric bootstrap simulates 200 responses from the fit and refits them all in
-one vmapped batch (`progress=True` shows a bar per block of replicates in notebooks and
-terminals):""",
+vmapped batches of replicates (the bar, forced on here with `progress=True`, shows by
+default in notebooks and terminals and advances once per batch):""",
     ),
     (
         "code",
-        """boot = fit_ml.parametric_bootstrap(200, seed=1)
+        """boot = fit_ml.parametric_bootstrap(200, seed=1, progress=True)
 print(f"{boot.converged.sum()} of 200 refits converged")
 wald = fit_ml.conf_int()  # Wald, statsmodels' layout: fixed effects first
 intervals = pd.concat(

@@ -163,3 +163,26 @@ def test_set_progress_turns_every_bar_on(dyestuff_fit, capsys):
     set_progress(False)
     dyestuff_fit.parametric_bootstrap(6, seed=3, progress=None)
     assert capsys.readouterr() == ("", "")
+
+
+def test_notebook_bar_without_tqdm_writes_text_to_stdout(capsys, monkeypatch):
+    """In a Jupyter kernel the bar goes to stdout (the cell's output); without tqdm and
+    ipywidgets it is the text bar, whose carriage returns the notebook front end honours."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_widgets(name, *args, **kwargs):
+        if name in ("tqdm", "tqdm.notebook", "ipywidgets"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(progress_module, "in_notebook", lambda: True)
+    monkeypatch.setattr(builtins, "__import__", no_widgets)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.delenv("MIXEDJAX_PROGRESS", raising=False)
+    with progress(total=2, desc="fits", unit="fits") as bar:
+        assert bar.enabled  # automatic choice: on in a notebook
+        bar.update(2)
+    out, err = capsys.readouterr()
+    assert err == "" and _final_frame(out).startswith("fits: 100%|" + "#" * 24 + "| 2/2 fits")
