@@ -443,9 +443,11 @@ change no likelihood).
 
 ## Many groups: how a fit scales
 
-Simulate the sleepstudy design with many more subjects (10 visits each) and time the fit
-live. The first fit of a size includes compilation (the group axis is padded to a bucket
-size, so similar sizes share compiled code); the warm fit is the best of three.""",
+The sleepstudy design (10 visits per subject) with its own 18 subjects and, simulated, with
+1,000 and 100,000 subjects; each fit is timed live. The first fit of a size includes
+compilation (the group axis is padded to a bucket size, so similar sizes share compiled
+code: the simulated 18-subject data reuse the model fitted above); the warm fit is the
+best of three.""",
     ),
     (
         "code",
@@ -467,13 +469,13 @@ def seconds(f):
 
 
 rows = []
-for n_groups in (1_000, 10_000, 100_000):
+for n_groups in (18, 1_000, 100_000):
     data = simulate(n_groups)
     build, m = seconds(lambda: MixedLM.from_formula("y ~ Days", data, groups="g",
                                                     re_formula="~Days"))
     first, fit = seconds(m.fit)
     warm = min(seconds(m.fit)[0] for _ in range(3))
-    assert fit.converged and abs(fit.fe_params["Days"] - 10) < 1.0
+    assert fit.converged and abs(fit.fe_params["Days"] - 10) < (6.0 if n_groups < 100 else 1.0)
     rows.append({"groups": n_groups, "rows": len(data), "build model (s)": build,
                  "first fit (s)": first, "warm fit (s)": warm,
                  "Days slope": fit.fe_params["Days"]})
@@ -732,8 +734,8 @@ standard deviations' traces bend, so their intervals are asymmetric.""",
     ("code", "profile_zeta(traces);"),
     (
         "md",
-        """(The Wald column covers the fixed effects only: statsmodels' Wald intervals for the variance
-parameters are on the variance scale, not lme4's standard-deviation scale.)
+        """(The Wald column covers the fixed effects only: statsmodels' Wald intervals for the
+variance parameters are on the variance scale, not lme4's standard-deviation scale.)
 
 The parametric bootstrap simulates 200 responses from the fit and refits them all in
 vmapped batches of replicates (the bar, forced on here with `progress=True`, shows by
