@@ -471,8 +471,9 @@ def seconds(f):
 rows = []
 for n_groups in (18, 1_000, 100_000):
     data = simulate(n_groups)
-    build, m = seconds(lambda: MixedLM.from_formula("y ~ Days", data, groups="g",
-                                                    re_formula="~Days"))
+    start = time.perf_counter()
+    m = MixedLM.from_formula("y ~ Days", data, groups="g", re_formula="~Days")
+    build = time.perf_counter() - start
     first, fit = seconds(m.fit)
     warm = min(seconds(m.fit)[0] for _ in range(3))
     assert fit.converged and abs(fit.fe_params["Days"] - 10) < (6.0 if n_groups < 100 else 1.0)
@@ -634,7 +635,7 @@ assert np.allclose(grad, finite, rtol=1e-4, atol=1e-7)""",
         """optimizer = optax.adam(0.05)
 state = optimizer.init(w)
 losses = []
-for step in range(60):
+for _ in range(60):
     value, grad = value_and_grad(w)
     losses.append(float(value))
     updates, state = optimizer.update(grad, state)
@@ -666,8 +667,7 @@ intervals.""",
     ),
     (
         "code",
-        """import numpy as np
-import pandas as pd
+        """import pandas as pd
 
 import mixedjax
 from mixedjax import MixedLM
