@@ -30,6 +30,7 @@ from mixedjax.covariance import CovStructure, lower_indices_colwise
 from mixedjax.data import GroupedData
 from mixedjax.likelihood import gls_system_theta, profiled_deviance, solve_gls
 from mixedjax.optimize import OptResult, _scaled_grad
+from mixedjax.progress import report_done
 from mixedjax.stream import minimize_stream
 
 
@@ -195,8 +196,10 @@ TAIL_SLOTS = 16
 
 @partial(
     jax.jit,
-    static_argnames=("batched_fields", "structure", "reml", "method", "maxiter", "slots"),
-)
+    static_argnames=(
+        "batched_fields", "structure", "reml", "method", "maxiter", "slots", "report"
+    ),
+)  # fmt: skip
 def fit_stream(
     data: GroupedData,
     free_mask: jnp.ndarray,
@@ -209,6 +212,7 @@ def fit_stream(
     method: str = "bfgs",
     maxiter: int = 500,
     slots: tuple[int, int, int] = (STREAM_SLOTS, STREAM_BUDGET, TAIL_SLOTS),
+    report: bool = False,
 ) -> FitOutput:
     """Fit every member of a batch like :func:`fit_batch`, by continuous batching.
 
@@ -220,6 +224,8 @@ def fit_stream(
 
     Args:
         slots: ``(slots, evaluation budget, tail slots)`` of the two streaming phases.
+        report: count finished fits on the active progress bar
+            (:func:`mixedjax.progress.report_done`) from inside the loop.
 
     Returns:
         :class:`FitOutput` with a leading axis ``k`` on every field.
@@ -235,6 +241,7 @@ def fit_stream(
     state, n_newton = minimize_stream(
         objective, theta0, data, axes, free_mask, mode="newton" if method == "newton" else "bfgs",
         phases=((first, budget), (tail, None)), maxiter=maxiter, gtol=gtol,
+        report=report_done if report else None,
     )  # fmt: skip
     opt = OptResult(
         state.x, state.value, state.grad, state.n_iter, state.n_eval, n_newton,

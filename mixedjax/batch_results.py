@@ -31,6 +31,8 @@ import pandas as pd
 from mixedjax import batch, estimation
 from mixedjax.data import GroupedData, pad_groups
 from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+from mixedjax.progress import progress as progress_bar
+from mixedjax.progress import reporting
 
 
 class BatchResults:
@@ -116,6 +118,14 @@ class BatchResults:
 
         The estimates are recomputed at the batch's ``θ̂`` on that member's own data, so the
         BLUPs, summary, ``varcorr`` and inference methods are available as for a single fit.
+
+        Example:
+            >>> import numpy as np, mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+            >>> batch = m.fit_many(np.column_stack([df["Yield"], df["Yield"] / 10]))
+            >>> round(batch.result(1).llf - m.fit().llf, 4)  # y / 10: +(n - p) log 10
+            66.775
         """
         from mixedjax.results import MixedLMResults, OptSummary
 
@@ -152,7 +162,16 @@ class BatchResults:
         return np.any(np.abs(self.theta[:, mask]) < estimation.SINGULAR_TOL, axis=1)
 
     def frame(self) -> pd.DataFrame:
-        """One row per fit: fixed effects, their SEs, variances, σ², llf, converged."""
+        """One row per fit: fixed effects, their SEs, variances, σ², llf, converged.
+
+        Example:
+            >>> import numpy as np, mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+            >>> batch = m.fit_many(np.column_stack([df["Yield"], df["Yield"] / 10]))
+            >>> batch.frame().columns.tolist()
+            ['Intercept', 'se_Intercept', 'Group Var', 'scale', 'llf', 'converged']
+        """
         parts = [self.fe_params, self.bse_fe.add_prefix("se_")]
         q = self._structure.k_re
         rows, cols = np.tril_indices(q)
@@ -168,6 +187,12 @@ class BatchResults:
             index=self.fe_params.index,
         )
         return pd.concat(parts + [extra], axis=1)
+
+    def _repr_html_(self) -> str:
+        """Notebook display: counts, one row per fit (:func:`~mixedjax.display_html.batch_html`)."""
+        from mixedjax.display_html import batch_html
+
+        return batch_html(self)
 
     def __repr__(self) -> str:
         return (
@@ -251,8 +276,9 @@ def fit_many(
     method=None,
     maxiter: int = 500,
     gtol: float = 1e-9,
+    progress: bool | None = None,
 ) -> BatchResults:
-    """Fit ``k`` responses ``Y (n, k)`` on ``model``'s design in one vmapped call.
+    """Fit ``k`` responses ``Y (n, k)`` on ``model``'s design in one compiled call.
 
     Only ``Z_i'y``, ``X'y`` and ``y'y`` are computed per response; the design's
     cross-products are shared by all ``k`` fits. Each fit starts from the data-based
@@ -260,7 +286,18 @@ def fit_many(
     (:mod:`mixedjax.stream`: BFGS for ``method`` ``"lbfgs"``/``"bfgs"``, exact Newton for
     ``"newton"``) to a scaled gradient of 1e-12 or the exact Newton polish, like the single
     fit, so member ``i`` equals ``MixedLM(Y[:, i], ...).fit(reml=reml)`` to about 1e-9
-    relative (both are at the optimum to rounding).
+    relative (both are at the optimum to rounding). ``progress``: a bar of finished fits,
+    updated from inside the compiled loop (:mod:`mixedjax.progress`; ``None``: only in
+    notebooks and terminals).
+
+    Example:
+        >>> import numpy as np, mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject")
+        >>> Y = df["Reaction"].to_numpy()[:, None] + np.arange(3.0) * df["Days"].to_numpy()[:, None]
+        >>> fits = m.fit_many(Y)  # the slope grows by 1 per column; the variances do not move
+        >>> np.round(np.diff(fits.fe_params["Days"]), 6)
+        array([1., 1.])
     """
     method = _check_fit_options(method, maxiter, gtol)
     values, names = _responses(Y, model.nobs)
@@ -271,10 +308,11 @@ def fit_many(
     Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
     data = model.data._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
     free = np.ones(model.structure.n_theta, dtype=bool)
-    out = fit_all(
-        data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
-        int(maxiter),
-    )  # fmt: skip
+    with progress_bar(total=len(names), desc="fit_many", unit="fits", enabled=progress) as bar:
+        out = fit_all(
+            data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
+            int(maxiter), bar,
+        )  # fmt: skip
 
     def model_of(i: int):
         member = copy.copy(model)
@@ -293,15 +331,20 @@ def fit_many(
     return results
 
 
-def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter):
+def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter, bar):
     """All members in one call of :func:`mixedjax.batch.fit_stream` (continuous batching:
-    the cost is the members' total number of evaluations, not ``k`` times the slowest's)."""
-    out = batch.fit_stream(
-        data, jnp.asarray(free), gtol, batched_fields=batched_fields, structure=structure,
-        reml=reml, method=method, maxiter=maxiter,
-        slots=(batch.STREAM_SLOTS, batch.STREAM_BUDGET, batch.TAIL_SLOTS),
-    )  # fmt: skip
-    return _to_numpy(out)
+    the cost is the members' total number of evaluations, not ``k`` times the slowest's);
+    ``bar`` (a :class:`~mixedjax.progress.Progress`) counts finished fits."""
+    with reporting(bar):
+        out = batch.fit_stream(
+            data, jnp.asarray(free), gtol, batched_fields=batched_fields, structure=structure,
+            reml=reml, method=method, maxiter=maxiter,
+            slots=(batch.STREAM_SLOTS, batch.STREAM_BUDGET, batch.TAIL_SLOTS),
+            report=bar.enabled,
+        )  # fmt: skip
+        out = _to_numpy(out)
+    bar.update(bar.total - bar.n)
+    return out
 
 
 def stack_data(datasets: Sequence[GroupedData], n_groups: int | None = None) -> GroupedData:
@@ -322,12 +365,14 @@ def fit_models(
     method=None,
     maxiter: int = 500,
     gtol: float = 1e-9,
+    progress: bool | None = None,
 ) -> BatchResults:
-    """Fit independent models of one structure (data sets of any sizes) in one vmapped call.
+    """Fit independent models of one structure (data sets of any sizes) in one compiled call.
 
     Every model must have the same random-effects structure and number of fixed effects;
     the group axis of each is padded with empty groups to the largest, which changes no
-    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``.
+    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``. ``progress``: a bar of
+    finished fits (:mod:`mixedjax.progress`).
 
     Example:
         >>> import mixedjax
@@ -353,10 +398,11 @@ def fit_models(
     method = _check_fit_options(method, maxiter, gtol)
     data = stack_data([m.data for m in models])
     free = np.ones(first.structure.n_theta, dtype=bool)
-    out = fit_all(
-        data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
-        int(maxiter),
-    )  # fmt: skip
+    with progress_bar(total=len(models), desc="fit_models", unit="fits", enabled=progress) as bar:
+        out = fit_all(
+            data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
+            int(maxiter), bar,
+        )  # fmt: skip
     results = BatchResults(
         names, out, first.structure, first.exog_names, first.exog_re_names,
         lambda i: models[i], bool(reml), method, gtol, int(maxiter), free,

@@ -29,6 +29,7 @@ from mixedjax.likelihood import profiled_deviance
 from mixedjax.optimize import minimize
 from mixedjax.predict import simulate_responses
 from mixedjax.profile import lme4_row_order, profile_names, varpar_to_sdcor
+from mixedjax.progress import progress as progress_bar
 
 #: Exact-Newton polishing steps per replicate. Under ``vmap`` every replicate pays for the
 #: slowest one, and each step costs a Hessian; 3 steps after BFGS (gtol 1e-8) give the
@@ -97,8 +98,23 @@ def _sdcor(theta, scale, structure: CovStructure):
     return jax.vmap(lambda t, s: varpar_to_sdcor(t, jnp.sqrt(s), structure))(theta, scale)
 
 
-def parametric_bootstrap(results, n: int, seed: int = 0) -> BootstrapResult:
-    """Simulate ``n`` responses from the fit and refit them all (one vmapped batch).
+#: Replicates refitted per jitted call. Larger requests run in blocks of this size (the last
+#: one padded, so one shape is compiled); the progress bar advances once per block. Under
+#: ``vmap`` a block runs until its slowest replicate stops, so blocks also bound that cost.
+BOOTSTRAP_BLOCK = 256
+
+
+def parametric_bootstrap(
+    results, n: int, seed: int = 0, progress: bool | None = None
+) -> BootstrapResult:
+    """Simulate ``n`` responses from the fit and refit them all (vmapped, in blocks).
+
+    Args:
+        results: a fitted :class:`~mixedjax.MixedLMResults`.
+        n: number of replicates.
+        seed: seed of the simulation (same seed, same replicates).
+        progress: progress bar over blocks of :data:`BOOTSTRAP_BLOCK` replicates
+            (:mod:`mixedjax.progress`; ``None``: only in notebooks and terminals).
 
     Example:
         >>> import mixedjax
@@ -111,17 +127,27 @@ def parametric_bootstrap(results, n: int, seed: int = 0) -> BootstrapResult:
     model = results.model
     ys = simulate_responses(results, n, seed)
     n_groups = model.data.ZtZ.shape[0]  # padded group axis (empty groups contribute 0)
-    theta, beta, scale, status = refit_batch(
-        jnp.asarray(ys),
-        jnp.asarray(results.theta),
-        jnp.asarray(model.exog),
-        jnp.asarray(model.exog_z),
-        jnp.asarray(model.group_codes),
-        model.data,
+    refit = partial(
+        refit_batch,
+        theta0=jnp.asarray(results.theta),
+        exog=jnp.asarray(model.exog),
+        exog_z=jnp.asarray(model.exog_z),
+        codes=jnp.asarray(model.group_codes),
+        data=model.data,
         structure=model.structure,
         reml=results.reml,
         n_groups=n_groups,
     )
+    block = min(n, BOOTSTRAP_BLOCK)
+    parts = []
+    with progress_bar(total=n, desc="bootstrap", unit="replicates", enabled=progress) as bar:
+        for lo in range(0, n, block):  # blocks of replicates, each one vmapped call
+            idx = np.arange(lo, lo + block).clip(max=n - 1)  # pad the last block
+            out = refit(jnp.asarray(ys[idx]))
+            size = min(block, n - lo)
+            parts.append([np.asarray(a)[:size] for a in out])
+            bar.update(size)
+    theta, beta, scale, status = (np.concatenate(a) for a in zip(*parts, strict=True))
     sdcor = np.asarray(_sdcor(theta, scale, model.structure))
     values = np.hstack([sdcor, np.asarray(beta)])
     names = profile_names(model)

@@ -15,12 +15,10 @@ fit, BLUPs and ``ranef`` equal the in-memory model's.
 Example:
     >>> import pandas as pd, mixedjax
     >>> chunks = pd.read_csv("big.csv", chunksize=1_000_000)  # doctest: +SKIP
-    >>> model = mixedjax.from_chunks(chunks, "y ~ x", groups="g", re_formula="~x")
+    >>> model = mixedjax.from_chunks(chunks, "y ~ x", groups="g", re_formula="~x")  # doctest: +SKIP
     >>> result = model.fit()  # doctest: +SKIP
 """
 
-import sys
-import time
 import warnings
 from collections.abc import Iterable
 
@@ -31,6 +29,7 @@ import pandas as pd
 from mixedjax.covariance import CovStructure
 from mixedjax.data import GroupedData, pad_groups
 from mixedjax.model import MixedLM, bucket_size
+from mixedjax.progress import progress as progress_bar
 
 
 class ChunkedMixedLM(MixedLM):
@@ -184,46 +183,6 @@ def _design(chunk: pd.DataFrame, formula: str, re_formula: str | None, specs):
     return y, X, Z, specs
 
 
-class _Progress:
-    """Rows read so far, on stderr, only when stderr is a terminal (tqdm if installed)."""
-
-    def __init__(self, enabled: bool | None):
-        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
-        self.bar = None
-        if self.enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(unit=" rows", unit_scale=True, desc="reading", file=sys.stderr)
-            except ImportError:
-                self.bar = None
-        self.start = time.perf_counter()
-        self.rows = 0
-        self.chunks = 0
-
-    def update(self, rows: int, groups: int) -> None:
-        self.rows += rows
-        self.chunks += 1
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(rows)
-            self.bar.set_postfix(chunks=self.chunks, groups=groups)
-            return
-        rate = self.rows / max(time.perf_counter() - self.start, 1e-9)
-        sys.stderr.write(
-            f"\rreading: {self.rows:,} rows, {self.chunks} chunks, {groups:,} groups "
-            f"({rate:,.0f} rows/s)"
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            sys.stderr.write("\n")
-
-
 def from_chunks(
     chunks: Iterable[pd.DataFrame],
     formula: str,
@@ -242,7 +201,8 @@ def from_chunks(
         re_formula: random-effects formula (default: random intercept), as in
             :meth:`mixedjax.MixedLM.from_formula`.
         missing: ``"none"``/``"raise"`` (error on NaN/inf in a used column) or ``"drop"``.
-        progress: show rows read on stderr; default: only when stderr is a terminal.
+        progress: show rows read (:mod:`mixedjax.progress`): ``True``/``False`` force it,
+            ``None`` shows it in notebooks and terminals only.
 
     Returns:
         A :class:`ChunkedMixedLM` whose fit equals the in-memory model's.
@@ -263,7 +223,8 @@ def from_chunks(
     acc = None
     names = None
     n_dropped = 0
-    bar = _Progress(progress)
+    bar = progress_bar(desc="reading", unit="rows", enabled=progress)
+    chunks_read = 0
     try:
         for number, chunk in enumerate(chunks):
             if not isinstance(chunk, pd.DataFrame):
@@ -292,7 +253,9 @@ def from_chunks(
                 keep = ~bad
                 y, X, Z, g = y[keep], X[keep], Z[keep], g[keep]
             acc.add(y, X, Z, g)
-            bar.update(len(chunk), len(acc.labels))
+            chunks_read += 1
+            bar.set_postfix(chunks=chunks_read, groups=len(acc.labels))
+            bar.update(len(chunk))
     finally:
         bar.close()
     if acc is None or acc.n == 0:

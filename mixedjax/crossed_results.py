@@ -237,6 +237,12 @@ class CrossedMixedLMResults(InferenceMixin):
         """Summary table of all factors (``print(result.summary())``)."""
         return CrossedSummary(self, alpha)
 
+    def _repr_html_(self) -> str:
+        """Notebook display (:func:`mixedjax.display_html.crossed_summary_html`)."""
+        from mixedjax.display_html import crossed_summary_html
+
+        return crossed_summary_html(self)
+
     def __repr__(self) -> str:
         groups = ", ".join(f"{t.group}: {t.levels.size}" for t in self.term_estimates)
         return (

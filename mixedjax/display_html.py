@@ -9,6 +9,7 @@ results and inference tables can reuse them.
 
 from html import escape
 
+import numpy as np
 import pandas as pd
 
 _STYLE = """<style>
@@ -137,6 +138,118 @@ def summary_html(summary) -> str:
             (
                 "Random effects (lme4 VarCorr)",
                 html_table(vc, index=False, left=("Groups", "Name", "Corr")),
+            ),
+        ],
+        notes,
+    )
+
+
+def _number(v) -> str:
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return str(v)
+    return "" if pd.isna(v) else f"{v:.4g}"
+
+
+#: Rows of a batch shown in full; larger batches show the first and last :data:`BATCH_EDGE`.
+BATCH_ROWS = 20
+BATCH_EDGE = 5
+
+
+def batch_html(batch) -> str:
+    """HTML for a :class:`mixedjax.BatchResults`: counts (fits, converged, singular) and
+    one row per fit of :meth:`~mixedjax.BatchResults.frame` (the first and last
+    :data:`BATCH_EDGE` rows when there are more than :data:`BATCH_ROWS`).
+
+    Example:
+        >>> import numpy as np, mixedjax
+        >>> df = mixedjax.datasets.load("dyestuff")
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+        >>> html = batch_html(m.fit_many(np.column_stack([df["Yield"], 2 * df["Yield"]])))
+        >>> "2 fits" in html and "1528" in html   # the intercept of the first fit
+        True
+    """
+    frame = batch.frame()
+    k = len(frame)
+    singular = int(np.sum(batch.is_singular))
+    pairs = [
+        ("Fits", str(k)),
+        ("Method", "REML" if batch.reml else "ML"),
+        ("Converged", f"{int(np.sum(batch.converged))} of {k}"),
+        ("Singular", f"{singular} of {k}"),
+        ("Optimizer", batch.method),
+        ("Median iterations", f"{float(np.median(batch.n_iter)):g}"),
+    ]
+    notes = []
+    if k > BATCH_ROWS:
+        frame = pd.concat([frame.iloc[:BATCH_EDGE], frame.iloc[-BATCH_EDGE:]])
+        notes.append(f"{k - 2 * BATCH_EDGE} rows not shown; BatchResults.frame() has all {k}.")
+    if not np.all(batch.converged):
+        notes.append("Some fits did not converge: see BatchResults.status and result(i).optim.")
+    shown = frame.apply(lambda col: col.map(_number))
+    title = f"Batch of {k} fits ({'REML' if batch.reml else 'ML'})"
+    return html_block(
+        title, [("", info_table(pairs)), ("One row per fit", html_table(shown))], notes
+    )
+
+
+def crossed_summary_html(results) -> str:
+    """HTML for a :class:`mixedjax.CrossedMixedLMResults`: model information, fixed effects
+    (z-tests) and lme4's variance-component table.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("penicillin")
+        >>> r = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", df).fit()
+        >>> html = crossed_summary_html(r)
+        >>> "plate" in html and "sample" in html and "22.97" in html
+        True
+    """
+    from statistics import NormalDist
+
+    r = results
+    groups = {t.group: len(t.levels) for t in r.term_estimates}
+    pairs = [
+        ("Dependent Variable", str(r.model.endog_names)),
+        ("Method", r.method),
+        ("No. Observations", str(r.nobs)),
+        ("Groups", ", ".join(f"{g} {n}" for g, n in groups.items())),
+        ("Log-Likelihood", f"{r.llf:.4f}"),
+        ("Scale", f"{r.scale:.4f}"),
+        ("Converged", "Yes" if r.converged else "No"),
+        ("Singular", "Yes" if r.is_singular else "No"),
+    ]
+    crit = NormalDist().inv_cdf(0.975)
+    fe, se = r.fe_params, r.bse_fe
+    coef = pd.DataFrame(
+        {
+            "Coef.": fe,
+            "Std.Err.": se,
+            "z": r.tvalues,
+            "P>|z|": r.pvalues,
+            "[0.025": fe - crit * se,
+            "0.975]": fe + crit * se,
+        }
+    ).map(lambda v: f"{v:.3f}")
+    vc = r.varcorr()
+    vc[["var1", "var2"]] = (
+        vc[["var1", "var2"]].astype(object).where(vc[["var1", "var2"]].notna(), "")
+    )
+    vc[["vcov", "sdcor"]] = vc[["vcov", "sdcor"]].map(lambda v: f"{v:.4f}")
+    notes = []
+    if not r.converged:
+        notes.append(f"Not converged: {r.optim.message}")
+    if r.is_singular:
+        notes.append("Singular fit: a variance parameter is on its boundary (zero).")
+    return html_block(
+        "Mixed Linear Model Regression Results (crossed random effects)",
+        [
+            ("", info_table(pairs)),
+            ("Fixed effects", html_table(coef)),
+            (
+                "Random effects (lme4 as.data.frame(VarCorr))",
+                html_table(vc, index=False, left=("group", "var1", "var2")),
             ),
         ],
         notes,

@@ -282,6 +282,17 @@ class MixedLM:
         ``groups`` is a column name of ``data`` or an array; ``re_formula`` (e.g. ``"~Days"``)
         gives the random-effects design; ``vc_formula`` maps variance-component names to
         formulas evaluated within each group (e.g. ``{"cask": "0 + C(cask)"}``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> m.nobs, m.n_groups, m.exog_names, m.exog_re_names
+            (180, 18, ['Intercept', 'Days'], ['Subject', 'Days'])
+            >>> lme4 = mixedjax.MixedLM.from_formula("Reaction ~ Days + (Days | Subject)", df)
+            >>> lme4.k_re
+            2
         """
         from mixedjax.formula import design_from_formulas
         from mixedjax.lme4_formula import has_bar_terms
@@ -462,6 +473,14 @@ class MixedLM:
         ``devices`` (a ``jax.sharding.Mesh``, devices, or a count) shards the groups across
         devices (:mod:`mixedjax.sharding`); ``dtype="float32"`` fits in single precision
         (:mod:`mixedjax.precision`).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> round(m.fit().llf, 3), round(m.fit(reml=False).llf, 3)  # lme4: REML, ML logLik
+            (-871.814, -875.97)
         """
         if devices is not None or dtype is not None:
             from mixedjax.precision import fit_with_options
@@ -617,8 +636,11 @@ class MixedLM:
         return np.concatenate([M[rows, cols], vc_mask]) != 0
 
     def __repr__(self) -> str:
-        formula = getattr(self, "formula", None)
-        what = f"formula={formula!r}, " if formula else ""
+        what = "".join(
+            f"{name}={getattr(self, name)!r}, "
+            for name in ("formula", "re_formula", "vc_formula")
+            if getattr(self, name, None)
+        )
         return (
             f"MixedLM({what}nobs={self.nobs}, groups={self.n_groups}, k_fe={self.k_fe}, "
             f"k_re={self.k_re}, k_vc={self.k_vc})"
@@ -626,10 +648,19 @@ class MixedLM:
 
     # ----------------------------------------------------------------- JAX-native extensions
     def fit_many(self, Y, reml: bool = True, **kwargs):
-        """Fit ``k`` responses ``Y (n, k)`` on this design in one vmapped, jitted call.
+        """Fit ``k`` responses ``Y (n, k)`` on this design in one compiled call.
 
         Returns a :class:`~mixedjax.batch_results.BatchResults`; see
-        :func:`mixedjax.batch_results.fit_many` (keywords ``method``, ``maxiter``, ``gtol``).
+        :func:`mixedjax.batch_results.fit_many` (keywords ``method``, ``maxiter``, ``gtol``,
+        ``progress``).
+
+        Example:
+            >>> import numpy as np, mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+            >>> batch = m.fit_many(np.column_stack([df["Yield"], df["Yield"] / 10]))
+            >>> batch.fe_params["Intercept"].round(2).tolist()
+            [1527.5, 152.75]
         """
         from mixedjax.batch_results import fit_many
 

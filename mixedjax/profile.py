@@ -37,6 +37,7 @@ from mixedjax.data import GroupedData
 from mixedjax.ddf import deviance_varpar
 from mixedjax.distributions import norm_ppf
 from mixedjax.optimize import minimize
+from mixedjax.progress import progress as progress_bar
 
 SD, COR = 0, 1
 
@@ -381,10 +382,13 @@ def _ml_results(results):
     return results.model.fit(reml=False)
 
 
-def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFrame:
+def profile_conf_int(
+    results, alpha: float = 0.05, _profiler=None, progress: bool | None = None
+) -> pd.DataFrame:
     """Profile-likelihood intervals in lme4's row order and names (columns ``lower``,
     ``upper``); a standard deviation whose profile never reaches the cut-off gets 0 as its
-    lower bound, a correlation ±1, as lme4."""
+    lower bound, a correlation ±1, as lme4. ``progress``: a bar advancing once per
+    parameter (:mod:`mixedjax.progress`; ``None``: only in notebooks and terminals)."""
     from mixedjax.fixed_tests import check_alpha
 
     z = float(norm_ppf(1 - check_alpha(alpha) / 2))
@@ -392,7 +396,9 @@ def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFra
     names = profile_names(results.model)
     n_psi = len(prof.psi_hat)
     lower, upper = [], []
+    bar = progress_bar(total=len(names), desc="profile CIs", unit="parameters", enabled=progress)
     for k in range(len(names)):
+        bar.set_description(f"profile CIs ({names[k]})")
         centre, step = prof.centre_and_step(k)
         bounds = []
         for target in (-z, z):
@@ -414,21 +420,26 @@ def profile_conf_int(results, alpha: float = 0.05, _profiler=None) -> pd.DataFra
             bounds[1] = prof.to_natural(k, t) if t is not None else np.inf
         lower.append(bounds[0])
         upper.append(bounds[1])
+        bar.update()
+    bar.close()
     frame = pd.DataFrame({"lower": lower, "upper": upper}, index=names)
     return frame.iloc[lme4_row_order(results.model)]
 
 
-def profile_traces(results, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
+def profile_traces(
+    results, alpha: float = 0.01, n_points: int = 11, progress: bool | None = None
+) -> pd.DataFrame:
     """ζ on a grid for every parameter (for plotting): columns ``parameter``, ``value``,
     ``zeta``. The grid spans the ``1 - alpha`` profile interval (on the free scale for
-    variance parameters) with ``n_points`` points per side; each parameter's grid is one
-    vmapped batch of constrained refits."""
+    variance parameters) with ``n_points`` points per side, each point a constrained refit.
+    ``progress``: bars per parameter for the interval search and for the traces."""
     prof = _Profiler(_ml_results(results))
-    ci = profile_conf_int(results, alpha, _profiler=prof)
+    ci = profile_conf_int(results, alpha, _profiler=prof, progress=progress)
     n_psi = len(prof.psi_hat)
     names = profile_names(results.model)
     ci = ci.loc[names]  # back to the internal order of ψ
     frames = []
+    bar = progress_bar(total=len(names), desc="profile traces", unit="parameters", enabled=progress)
     for k, name in enumerate(names):
         lo, hi = ci.iloc[k]
         centre, _ = prof.centre_and_step(k)
@@ -442,22 +453,19 @@ def profile_traces(results, alpha: float = 0.01, n_points: int = 11) -> pd.DataF
         grid = np.concatenate(
             [np.linspace(lo_t, centre, n_points + 1)[:-1], np.linspace(centre, hi_t, n_points)]
         )
+        # One constrained refit per grid point with the kernels the interval search has
+        # already compiled (a vmapped copy would compile again, ~10x the refits' cost).
         if k < n_psi:
             values = np.asarray(_from_free(jnp.asarray(grid), prof.kinds[k]))
-            u0 = jnp.asarray(np.where(np.isfinite(prof.u_hat), prof.u_hat, -10.0))
-            fit = partial(constrained_fit_psi, structure=prof.structure)
-            devs, _ = jax.vmap(fit, in_axes=(None, None, 0, None))(
-                u0, _int(k), jnp.asarray(values), prof.data
-            )
+            devs = [prof.deviance_psi(k, t) for t in grid]
         else:
             values = grid
-            fit = partial(constrained_fit_beta, structure=prof.structure)
-            devs = jax.vmap(fit, in_axes=(None, None, 0, None))(
-                jnp.asarray(prof.theta_hat), _int(k - n_psi), jnp.asarray(values), prof.data
-            )
+            devs = [prof.deviance_beta(k - n_psi, v) for v in grid]
         dev = np.maximum(np.asarray(devs) - prof.dev_min, 0.0)
         zeta = np.sign(grid - centre) * np.sqrt(dev)
         frames.append(pd.DataFrame({"parameter": name, "value": values, "zeta": zeta}))
+        bar.update()
+    bar.close()
     return pd.concat(frames, ignore_index=True)
 
 

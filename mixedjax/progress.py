@@ -10,8 +10,8 @@ once, when it is created:
   ``stderr`` is a terminal, off otherwise (pipes, CI logs, batch jobs) and always off under
   pytest.
 
-In a notebook the bar is ``tqdm.auto`` (a widget when ipywidgets is installed) if tqdm is
-available, else a text bar; in a terminal it is a one-line text bar on ``stderr``, redrawn
+In a notebook the bar is a ``tqdm.notebook`` widget when tqdm and ipywidgets are installed,
+else a text bar on ``stdout``; in a terminal it is a one-line text bar on ``stderr``, redrawn
 at most ten times a second. A disabled bar costs one attribute check per update.
 
 Example:
@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -96,6 +97,10 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
 
 
+def _format_value(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 class TextBar:
     """A one-line text progress bar redrawn in place with ``\\r`` (terminals and notebooks).
 
@@ -115,9 +120,12 @@ class TextBar:
         file: IO[str] | None = None,
         width: int = 24,
         min_interval: float = 0.1,
+        unit: str = "",
     ):
         self.total = total
         self.desc = desc
+        self.unit = unit
+        self.postfix = ""
         self.file = sys.stderr if file is None else file
         self.width = width
         self.min_interval = min_interval
@@ -131,17 +139,20 @@ class TextBar:
         """The current line (without ``\\r``)."""
         elapsed = time.perf_counter() - self._start
         prefix = f"{self.desc}: " if self.desc else ""
+        unit = f" {self.unit}" if self.unit else ""
         if self.total:
             frac = min(self.n / self.total, 1.0)
             filled = int(round(frac * self.width))
             bar = "#" * filled + "-" * (self.width - filled)
             eta = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
             eta_text = _format_seconds(eta) if self.n else "?"
-            return (
-                f"{prefix}{frac:4.0%}|{bar}| {self.n}/{self.total} "
+            line = (
+                f"{prefix}{frac:4.0%}|{bar}| {self.n}/{self.total}{unit} "
                 f"[{_format_seconds(elapsed)}<{eta_text}]"
             )
-        return f"{prefix}{self.n} done [{_format_seconds(elapsed)}]"
+        else:
+            line = f"{prefix}{self.n}{unit} done [{_format_seconds(elapsed)}]"
+        return f"{line}, {self.postfix}" if self.postfix else line
 
     def _draw(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -159,6 +170,10 @@ class TextBar:
     def set_description(self, desc: str) -> None:
         """Change the label shown before the bar."""
         self.desc = desc
+
+    def set_postfix(self, **fields) -> None:
+        """Show ``key=value`` pairs after the counts (as ``tqdm.set_postfix``)."""
+        self.postfix = ", ".join(f"{k}={_format_value(v)}" for k, v in fields.items())
 
     def close(self) -> None:
         """Draw the final state and end the line."""
@@ -189,6 +204,7 @@ class Progress:
         desc: str = "",
         enabled: bool | None = None,
         file: IO[str] | None = None,
+        unit: str = "",
     ):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -197,6 +213,7 @@ class Progress:
         self.iterable = iterable
         self.total = total
         self.desc = desc
+        self.unit = unit
         self.enabled = progress_enabled(enabled, file)
         self.n = 0
         self._bar: Any = None
@@ -205,12 +222,14 @@ class Progress:
 
     def _make_bar(self, file):
         if file is None and in_notebook():
-            try:
-                from tqdm.auto import tqdm
+            try:  # a widget needs both; without ipywidgets tqdm.auto only warns
+                import ipywidgets  # noqa: F401
+                from tqdm.notebook import tqdm
             except ImportError:
-                return TextBar(self.total, self.desc, sys.stdout)
-            return tqdm(total=self.total, desc=self.desc, leave=True)
-        return TextBar(self.total, self.desc, file)
+                return TextBar(self.total, self.desc, sys.stdout, unit=self.unit)
+            unit = self.unit or "it"
+            return tqdm(total=self.total, desc=self.desc, leave=True, unit=unit)
+        return TextBar(self.total, self.desc, file, unit=self.unit)
 
     def update(self, n: int = 1) -> None:
         """Advance by ``n`` steps."""
@@ -223,6 +242,11 @@ class Progress:
         self.desc = desc
         if self._bar is not None:
             self._bar.set_description(desc)
+
+    def set_postfix(self, **fields) -> None:
+        """Show ``key=value`` pairs after the counts (e.g. ``groups=1200``)."""
+        if self._bar is not None:
+            self._bar.set_postfix(**fields)
 
     def close(self) -> None:
         """Finish the bar (idempotent)."""
@@ -254,6 +278,7 @@ def progress(
     desc: str = "",
     enabled: bool | None = None,
     file: IO[str] | None = None,
+    unit: str = "",
 ) -> Progress:
     """A progress bar over ``iterable`` or ``total`` steps (see the module docstring).
 
@@ -263,9 +288,43 @@ def progress(
         desc: label shown before the bar.
         enabled: ``True``/``False`` to force; ``None`` to decide from the context.
         file: text stream for the text bar (default ``stderr``).
+        unit: what is counted (``"rows"``, ``"fits"``), shown after the counts.
 
     Example:
         >>> for chunk in progress(range(4), desc="chunks", enabled=False):
         ...     pass
     """
-    return Progress(iterable, total=total, desc=desc, enabled=enabled, file=file)
+    return Progress(iterable, total=total, desc=desc, enabled=enabled, file=file, unit=unit)
+
+
+#: The bar that compiled code reports to (see :func:`reporting`); ``None`` when none is open.
+_ACTIVE: list[Progress] = []
+
+
+@contextlib.contextmanager
+def reporting(bar: Progress) -> Iterator[Progress]:
+    """Make ``bar`` the target of :func:`report_done` while the block runs.
+
+    Compiled loops (e.g. :mod:`mixedjax.stream`) cannot hold a Python object; they call
+    :func:`report_done` through ``jax.debug.callback`` with a count, and the count goes to
+    the innermost bar opened by this context manager.
+
+    Example:
+        >>> bar = Progress(total=10, enabled=False)
+        >>> with reporting(bar):
+        ...     report_done(4)
+        >>> bar.n
+        4
+    """
+    _ACTIVE.append(bar)
+    try:
+        yield bar
+    finally:
+        _ACTIVE.remove(bar)
+
+
+def report_done(n_done) -> None:
+    """Advance the active bar (see :func:`reporting`) to ``n_done`` steps done (host side)."""
+    if _ACTIVE:
+        bar = _ACTIVE[-1]
+        bar.update(max(int(n_done) - bar.n, 0))

@@ -298,7 +298,16 @@ class MixedLMResults(InferenceMixin):
 
     @property
     def random_effects(self) -> RandomEffects:
-        """Mapping group -> BLUPs ``pd.Series`` (data scale), like statsmodels."""
+        """Mapping group -> BLUPs ``pd.Series`` (data scale), like statsmodels.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.random_effects["A"].round(3)
+            Group   -17.607
+            Name: A, dtype: float64
+        """
         return RandomEffects(list(self.model.group_labels), self._blups, self._names_of)
 
     @property
@@ -319,6 +328,15 @@ class MixedLMResults(InferenceMixin):
         """lme4's ``as.data.frame(ranef(m, condVar=TRUE))``: grpvar, term, grp, condval, condsd.
 
         Rows are ordered by term, then level (as lme4).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.ranef().head(2).round(3)
+              grpvar         term grp  condval  condsd
+            0  Batch  (Intercept)   A  -17.607  19.587
+            1  Batch  (Intercept)   B    0.391  19.587
         """
         if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
             from mixedjax.layout import ranef_frame
@@ -377,7 +395,17 @@ class MixedLMResults(InferenceMixin):
 
     # ------------------------------------------------------------------ display
     def varcorr(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor."""
+        """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.varcorr()[["group", "vcov", "sdcor"]].round(3)
+                  group     vcov   sdcor
+            0     Batch  1764.05  42.001
+            1  Residual  2451.25  49.510
+        """
         if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
             from mixedjax import layout
             from mixedjax.structure import one_factor_term_estimates
@@ -388,7 +416,18 @@ class MixedLMResults(InferenceMixin):
         return varcorr_frame(self)
 
     def summary(self, alpha: float = 0.05):
-        """statsmodels-style summary table (``print(result.summary())``)."""
+        """statsmodels-style summary table (``print(result.summary())``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> print(r.summary())  # doctest: +ELLIPSIS
+                      Mixed Linear Model Regression Results
+            ...
+            Intercept 1527.500   19.383 78.804 0.000 1489.509 1565.491
+            ...
+        """
         from mixedjax.display import Summary
 
         return Summary(self, alpha)
@@ -399,12 +438,22 @@ class MixedLMResults(InferenceMixin):
             f"groups={self.model.n_groups}, converged={self.converged}>"
         )
 
-    def profile(self, alpha: float = 0.01, n_points: int = 11) -> pd.DataFrame:
+    def profile(self, alpha: float = 0.01, n_points: int = 11, progress=None) -> pd.DataFrame:
         """Profile-likelihood traces for plotting: ``parameter, value, zeta`` (lme4's
-        ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval."""
+        ``profile``; ML deviance, lme4's sd/cor scale), spanning the ``1 - alpha`` interval;
+        ``progress``: a bar per parameter profiled.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> traces = r.profile(alpha=0.05, n_points=3)
+            >>> traces.groupby("parameter").size().tolist()  # n_points on each side of the estimate
+            [6, 6, 6]
+        """
         from mixedjax.profile import profile_traces
 
-        return profile_traces(self, alpha, n_points)
+        return profile_traces(self, alpha, n_points, progress=progress)
 
     def profile_re(self, re_ix, vtype, num_low=5, dist_low=1.0, num_high=5, dist_high=1.0):
         """statsmodels' ``profile_re``: ``(held variance × σ̂², llf)`` rows."""
@@ -431,6 +480,19 @@ class MixedLMResults(InferenceMixin):
         prediction (``allow_new_levels``). With ``interval="confidence"`` or
         ``"prediction"`` a DataFrame ``predicted, se, lower, upper`` comes back (Henderson's
         prediction-error variance; σ² added for ``"prediction"``), else an array.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> import pandas as pd
+            >>> new = pd.DataFrame({"Days": [0, 10], "Subject": ["308", "unseen"]})
+            >>> r.predict(new).round(2)  # subject 308's line, then the population line
+            array([253.66, 356.08])
+            >>> r.predict(new, interval="prediction").columns.tolist()
+            ['predicted', 'se', 'lower', 'upper']
         """
         from mixedjax.predict import predict
 
@@ -440,7 +502,15 @@ class MixedLMResults(InferenceMixin):
 
     def simulate(self, n: int = 1, seed: int = 0) -> np.ndarray:
         """``(n, nobs)`` responses simulated from the fitted model (new random effects and
-        residuals; lme4's ``simulate``)."""
+        residuals; lme4's ``simulate``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> r.simulate(3, seed=0).shape  # 3 responses of 30 rows
+            (3, 30)
+        """
         from mixedjax.predict import simulate_responses
 
         return simulate_responses(self, n, seed)
@@ -482,10 +552,19 @@ class MixedLMResults(InferenceMixin):
 
         return plots.trajectories(self, time, **kwargs)
 
-    def parametric_bootstrap(self, n: int = 1000, seed: int = 0):
+    def parametric_bootstrap(self, n: int = 1000, seed: int = 0, progress=None):
         """Parametric bootstrap: ``n`` simulated responses refitted in one vmapped batch;
         ``.replicates`` (lme4's sd/cor/sigma/fixed names) and ``.conf_int(alpha)``
-        (percentile intervals)."""
+        (percentile intervals); ``progress``: a bar per block of replicates.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> boot = r.parametric_bootstrap(100, seed=1)
+            >>> boot.conf_int().columns.tolist(), int(boot.converged.sum())
+            (['lower', 'upper'], 100)
+        """
         from mixedjax.bootstrap import parametric_bootstrap
 
-        return parametric_bootstrap(self, n, seed)
+        return parametric_bootstrap(self, n, seed, progress=progress)

@@ -126,13 +126,35 @@ class InferenceMixin:
     def t_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
         """t tests of ``L β = rhs`` row by row; ``r_matrix`` is a matrix, a vector or a string
         such as ``"Days = 0"`` or ``"Intercept = 2*Days"``. ``ddf``: ``"satterthwaite"``,
-        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels)."""
+        ``"kenward-roger"``, ``"residual"`` or ``"asymptotic"`` (z tests, statsmodels).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> print(r.t_test("Days = 10"))
+            Test for constraints (satterthwaite df)
+                   estimate        se    df         t         p     lower      upper
+            Days  10.467286  1.545789  17.0  0.302296  0.766094  7.205956  13.728615
+        """
         from mixedjax.fixed_tests import t_test
 
         return t_test(self, r_matrix, rhs, ddf)
 
     def wald_test(self, r_matrix, rhs=None, ddf: str = "satterthwaite"):
-        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``)."""
+        """Joint F test of ``L β = rhs`` (lmerTest's ``contestMD``; χ² for ``"asymptotic"``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> print(r.wald_test("Days = 0", ddf="kenward-roger"))
+            <F test (kenward-roger): F=45.853, p=3.264e-06, df_num=1, df_denom=17>
+        """
         from mixedjax.fixed_tests import wald_test
 
         return wald_test(self, r_matrix, rhs, ddf)
@@ -154,13 +176,21 @@ class InferenceMixin:
 
         return term_f_tests(self, ddf)
 
-    def conf_int(self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic"):
-        """Confidence intervals.
+    def conf_int(
+        self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic", progress=None
+    ):
+        """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
+        ``anova(m)``); compare models with :func:`mixedjax.lrt`.
 
-        ``method="wald"``: rows of ``params`` (statsmodels' layout), fixed effects with the
-        ``ddf`` reference distribution. ``method="profile"``: lme4's
-        ``confint(method="profile", oldNames=FALSE)`` rows (sd/cor per term, sigma, fixed
-        effects) from the ML profile likelihood.
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> r = m.fit()
+            >>> r.anova()[["NumDF", "DenDF"]]  # lmerTest's anova(m)
+                  NumDF  DenDF
+            Days      1   17.0
         """
         if method == "wald":
             from mixedjax.fixed_tests import conf_int_wald
@@ -169,13 +199,21 @@ class InferenceMixin:
         if method == "profile":
             from mixedjax.profile import profile_conf_int
 
-            return profile_conf_int(self, alpha)
+            return profile_conf_int(self, alpha, progress=progress)
         raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
 
     # ------------------------------------------------------------------ convergence
     def check_convergence(self):
         """Gradient and Hessian (eigenvalues) of the deviance at ``θ̂`` and lme4's
-        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`)."""
+        convergence checks (:class:`mixedjax.diagnostics.OptimumDiagnostics`).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> r = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+            >>> bool(r.check_convergence().converged)
+            True
+        """
         from mixedjax.diagnostics import optimum_diagnostics
 
         return optimum_diagnostics(self)

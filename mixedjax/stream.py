@@ -252,8 +252,9 @@ def _slot_step(mode, slot, trial, value, grad, hess, free_f, gtol, cap):
 
 
 def _phase(
-    fun, state, queue, n_queue, args, args_axes, free_f, gtol, *, mode, slots, budget, maxiter
-):
+    fun, state, queue, n_queue, args, args_axes, free_f, gtol, *, mode, slots, budget, maxiter,
+    report=None,
+):  # fmt: skip
     """Run the members ``queue[:n_queue]`` through ``slots`` slots until each is finished or
     has used ``budget`` evaluations in this phase; returns the updated ``state``."""
     K, n = state.x.shape
@@ -305,8 +306,10 @@ def _phase(
     def cond(carry):
         return jnp.any(carry[0].member < K)
 
+    stride = max(1, K // 100)  # report about every percent of the members
+
     def body(carry):
-        slots_, next_, out = carry
+        slots_, next_, out, n_done = carry
         alpha = slots_.alpha[:, None]
         trial = jnp.where(slots_.fresh[:, None], slots_.x, slots_.x + alpha * slots_.direction)
         value, grad, hess = evaluate(trial, member_args(slots_.member))
@@ -322,10 +325,18 @@ def _phase(
                 for f in StreamState._fields
             ]
         )
+        if report is not None:  # members finished for good (not queued for a later phase)
+            final = (target < K) & (slots_.status != STATUS_UNFINISHED)
+            newly = jnp.sum(final, dtype=jnp.int32)
+            crossed = (n_done + newly) // stride > n_done // stride
+            jax.lax.cond(crossed, lambda n: jax.debug.callback(report, n), lambda n: None,
+                         n_done + newly)  # fmt: skip
+            n_done = n_done + newly
         slots_, next_ = load(slots_, finished | (slots_.member >= K), next_, out)
-        return slots_, next_, out
+        return slots_, next_, out, n_done
 
-    _, _, out = jax.lax.while_loop(cond, body, (slots0, next0, state))
+    start = (slots0, next0, state, jnp.sum(state.status >= 0).astype(jnp.int32))
+    _, _, out, _ = jax.lax.while_loop(cond, body, start)
     return out
 
 
@@ -366,6 +377,7 @@ def minimize_stream(
     gtol: float = 1e-9,
     polish_slots: int = 128,
     polish_steps: int = 8,
+    report: Callable[[jnp.ndarray], None] | None = None,
 ) -> tuple[StreamState, jnp.ndarray]:
     """Minimise ``fun(x, args_k)`` for ``K`` members from ``x0 (K, n)``, then polish.
 
@@ -377,6 +389,8 @@ def minimize_stream(
         mode: ``"bfgs"`` or ``"newton"`` (see the module docstring).
         phases: ``(slots, evaluation budget)`` per phase; ``None``: no budget (last phase).
         polish_slots / polish_steps: slots and maximum steps of the exact Newton polish.
+        report: host function called (through ``jax.debug.callback``) with the number of
+            members whose optimisation has finished, about every percent of ``K``.
 
     Returns:
         ``(state, n_newton)``: the final :class:`StreamState` (``status`` a
@@ -414,7 +428,7 @@ def minimize_stream(
         state = _phase(
             f, state, queue, n_queue, all_args, all_axes, free_f, gtol, mode=mode,
             slots=min(slots, K), budget=budget if budget is not None else 2**30,
-            maxiter=maxiter,
+            maxiter=maxiter, report=report,
         )  # fmt: skip
     state = state._replace(status=jnp.where(state.status == STATUS_UNFINISHED, STATUS_MAXITER,
                                             state.status))  # fmt: skip

@@ -354,10 +354,436 @@ pd.DataFrame(rows)""",
     ("code", "print(varcorr_table(res).to_string(index=False))"),
 ]
 
+MANY_MODELS = [
+    (
+        "md",
+        """# Many groups and many models
+
+Two kinds of scale: **many models** (the same design with many responses — one per gene,
+per simulation, per bootstrap replicate) and **many groups** (one model with a very large
+number of subjects). `fit_many` fits many responses in one jitted, vmapped call; a single
+fit's cost grows linearly with the number of groups and not with the number of rows.""",
+    ),
+    (
+        "code",
+        """import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import mixedjax
+from mixedjax import MixedLM
+
+df = mixedjax.datasets.load("sleepstudy")
+model = MixedLM.from_formula("Reaction ~ Days", df, groups="Subject", re_formula="~Days")
+single = model.fit()
+single.fe_params""",
+    ),
+    (
+        "md",
+        """## Many responses on one design: `fit_many`
+
+Simulate 300 responses from the fitted model (new random effects and residuals each time,
+lme4's `simulate`) and fit all of them in one call. Only `Z_i'y`, `X'y` and `y'y` are
+computed per response; the design's cross-products are shared.""",
+    ),
+    (
+        "code",
+        """Y = single.simulate(300, seed=1).T  # (180 rows, 300 responses)
+start = time.perf_counter()
+batch = model.fit_many(Y)  # progress=True shows a bar per block of responses
+print(f"300 fits in {time.perf_counter() - start:.1f} s (including compilation)")
+batch  # rendered as a table in a notebook (BatchResults._repr_html_)""",
+    ),
+    ("md", "`frame()` has one row per fit, ready for pandas:"),
+    ("code", 'batch.frame().describe().T[["mean", "std", "min", "max"]]'),
+    (
+        "md",
+        """Each member is the fit of that response alone — `batch.result(i)` gives its full
+results object (summary, BLUPs, inference):""",
+    ),
+    (
+        "code",
+        """alone = MixedLM.from_formula(
+    "y ~ Days", df.assign(y=Y[:, 7]), groups="Subject", re_formula="~Days"
+).fit()
+member = batch.result(7)
+comparison = pd.DataFrame(
+    {"fit_many, member 7": [*member.fe_params, member.llf],
+     "fitted alone": [*alone.fe_params, alone.llf]},
+    index=[*member.fe_params.index, "llf"],
+)
+assert np.allclose(member.fe_params, alone.fe_params, rtol=1e-8, atol=0)
+assert abs(member.llf - alone.llf) < 1e-8 * abs(alone.llf)
+comparison""",
+    ),
+    (
+        "md",
+        """The 300 fits are a simulation study in one line: the spread of the slope estimates
+should match the model-based standard error.""",
+    ),
+    (
+        "code",
+        """slopes = batch.fe_params["Days"]
+print(f"sd of the 300 slope estimates: {slopes.std():.3f}")
+print(f"mean model-based SE:           {batch.bse_fe['Days'].mean():.3f}")
+assert batch.converged.all()
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.hist(slopes, bins=30, color="0.7")
+ax.axvline(single.fe_params["Days"], color="k", label="value simulated from")
+ax.set_xlabel("estimated Days slope")
+ax.legend();""",
+    ),
+    (
+        "md",
+        """Independent data sets of different sizes with one structure are fitted together by
+`mixedjax.fit_models([m1, m2, ...])` (the group axis is padded with empty groups, which
+change no likelihood).
+
+## Many groups: how a fit scales
+
+The sleepstudy design (10 visits per subject) with its own 18 subjects and, simulated, with
+1,000 and 100,000 subjects; each fit is timed live. The first fit of a size includes
+compilation (the group axis is padded to a bucket size, so similar sizes share compiled
+code: the simulated 18-subject data reuse the model fitted above); the warm fit is the
+best of three.""",
+    ),
+    (
+        "code",
+        """rng = np.random.default_rng(0)
+
+
+def simulate(n_groups, per_group=10):
+    g = np.repeat(np.arange(n_groups), per_group)
+    days = np.tile(np.arange(per_group, dtype=float), n_groups)
+    b0, b1 = rng.normal(0, 25, n_groups), rng.normal(0, 6, n_groups)
+    y = 250 + 10 * days + b0[g] + b1[g] * days + rng.normal(0, 25, g.size)
+    return pd.DataFrame({"y": y, "Days": days, "g": g})
+
+
+def seconds(f):
+    start = time.perf_counter()
+    out = f()
+    return time.perf_counter() - start, out
+
+
+rows = []
+for n_groups in (18, 1_000, 100_000):
+    data = simulate(n_groups)
+    start = time.perf_counter()
+    m = MixedLM.from_formula("y ~ Days", data, groups="g", re_formula="~Days")
+    build = time.perf_counter() - start
+    first, fit = seconds(m.fit)
+    warm = min(seconds(m.fit)[0] for _ in range(3))
+    assert fit.converged and abs(fit.fe_params["Days"] - 10) < (6.0 if n_groups < 100 else 1.0)
+    rows.append({"groups": n_groups, "rows": len(data), "build model (s)": build,
+                 "first fit (s)": first, "warm fit (s)": warm,
+                 "Days slope": fit.fe_params["Days"]})
+timings = pd.DataFrame(rows)
+timings""",
+    ),
+    (
+        "code",
+        """fig, ax = plt.subplots(figsize=(5, 3.2))
+ax.loglog(timings["groups"], timings["warm fit (s)"], "o-", label="warm fit")
+ax.loglog(timings["groups"], timings["first fit (s)"], "s--", label="first fit (compiles)")
+ref = timings["warm fit (s)"].iloc[-1] * timings["groups"] / timings["groups"].iloc[-1]
+ax.loglog(timings["groups"], ref, ":", color="0.5", label="linear in groups")
+ax.set_xlabel("number of groups (10 rows each)")
+ax.set_ylabel("seconds")
+ax.legend();""",
+    ),
+    (
+        "md",
+        """Timings are measured on whatever machine runs this notebook (in CI: two shared CPU
+cores); `benchmarks/` compares against lme4 and statsmodels on a quiet machine. Beyond
+memory, `mixedjax.from_chunks` builds the same model from chunks of rows, and
+`model.fit(devices=...)` shards the groups over several devices.""",
+    ),
+]
+
+DIFFERENTIABLE = [
+    (
+        "md",
+        """# A differentiable pipeline
+
+`mixedjax.functional` exposes the model as pure functions of a data pytree, so `jax.jit`,
+`jax.vmap` and `jax.grad` compose with them:
+
+* `F.make_data(y, X, Z, codes, n_groups)` — per-group cross-products (differentiable in
+  `y`, `X`, `Z`);
+* `F.deviance(theta, data)` — the profiled deviance $d(\\theta)$ (lme4's objective);
+* `F.fit(data)` — $\\hat\\theta = \\arg\\min d$ and the estimates at $\\hat\\theta$. Its
+  derivative is not taken through the optimiser's iterations but by **implicit
+  differentiation** at the optimum: $\\nabla_\\theta d(\\hat\\theta(D); D) = 0$ gives
+  $\\dot\\theta = -H^{-1}\\, \\partial_D \\nabla_\\theta d[\\dot D]$.""",
+    ),
+    (
+        "code",
+        """import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+import pandas as pd
+
+import mixedjax  # turns on float64
+from mixedjax import functional as F
+
+df = mixedjax.datasets.load("sleepstudy")
+codes = pd.factorize(df["Subject"], sort=True)[0]
+X = np.column_stack([np.ones(len(df)), df["Days"]])  # fixed effects; Z = X (random slopes)
+y = jnp.asarray(df["Reaction"].to_numpy())
+data = F.make_data(y, X, X, codes, 18)
+data.ZtZ.shape  # (groups, r, r): all a deviance evaluation needs""",
+    ),
+    (
+        "md",
+        """## The profiled deviance: `jit`, `grad`, `vmap`
+
+At lme4's optimum (its `getME(m, "theta")`) the deviance is lme4's REML criterion and the
+gradient is zero; elsewhere the autodiff gradient matches central finite differences.""",
+    ),
+    (
+        "code",
+        """theta_lme4 = jnp.array([0.966732791471446, 0.0151690598803683, 0.230909598085307])
+deviance = jax.jit(F.deviance)
+gradient = jax.jit(jax.grad(F.deviance))
+print("d(theta_lme4) =", float(deviance(theta_lme4, data)), "(lme4: 1743.6283)")
+print("gradient there:", np.asarray(gradient(theta_lme4, data)))
+
+theta = theta_lme4 * jnp.array([1.3, 1.0, 0.8])  # away from the optimum
+h, eye = 1e-6, jnp.eye(3)
+finite = [(deviance(theta + h * e, data) - deviance(theta - h * e, data)) / (2 * h) for e in eye]
+pd.DataFrame({"autodiff": np.asarray(gradient(theta, data)),
+              "finite differences": np.asarray(finite)}, index=["theta1", "theta2", "theta3"])""",
+    ),
+    ("md", "`vmap` evaluates the deviance along a whole slice of parameter space in one call:"),
+    (
+        "code",
+        """factors = jnp.linspace(0.3, 2.5, 60)
+slice_ = jax.jit(jax.vmap(lambda s: F.deviance(theta_lme4.at[0].set(s * theta_lme4[0]), data)))
+curve = slice_(factors)
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(factors * theta_lme4[0], curve)
+ax.axvline(theta_lme4[0], color="k", lw=0.8)
+ax.set_xlabel(r"$\\theta_1$ (others at the optimum)")
+ax.set_ylabel("REML criterion");""",
+    ),
+    (
+        "md",
+        """## The fit as a function
+
+`F.fit` runs the same optimiser and boundary rule as `MixedLM.fit`, under `jit`:""",
+    ),
+    (
+        "code",
+        """fit = jax.jit(F.fit)
+fitted = fit(data)
+print("beta: ", np.round(np.asarray(fitted.beta), 4), "(lme4: 251.4051, 10.4673)")
+print("theta:", np.round(np.asarray(fitted.theta), 5))
+assert np.allclose(fitted.theta, theta_lme4, atol=1e-5)""",
+    ),
+    (
+        "md",
+        """## Learning an upstream transformation through the fit
+
+Each of 30 subjects has 10 visits with four raw measurements `U`. The outcome depends on
+them only through an unknown score $s = U w^*$ plus a subject effect,
+$y = 1 + 2s + b_\\text{subject} + \\varepsilon$. We learn $w$ so that a random-intercept
+LMM fitted on the first 7 visits of every subject predicts the last 3 visits well: every
+step fits the LMM (REML, inside `jit`) and differentiates the held-out error with respect
+to $w$ through $\\hat\\theta$ (implicitly), $\\hat\\beta$ and the BLUPs
+(`examples/differentiable_pipeline.py` is the script version).""",
+    ),
+    (
+        "code",
+        """N_GROUPS, PER_GROUP, N_TRAIN = 30, 10, 7
+rng = np.random.default_rng(0)
+w_true = np.array([1.0, -0.5, 0.25, 0.0])
+group = np.repeat(np.arange(N_GROUPS), PER_GROUP)
+U = rng.normal(size=(group.size, 4))
+b = 1.5 * rng.normal(size=N_GROUPS)
+outcome = 1.0 + 2.0 * U @ w_true + b[group] + 0.5 * rng.normal(size=group.size)
+train = np.tile(np.arange(PER_GROUP) < N_TRAIN, N_GROUPS)
+
+
+def heldout_loss(w):
+    \"\"\"Mean squared error of the LMM's conditional predictions on held-out visits.\"\"\"
+    Xw = jnp.stack([jnp.ones(group.size), jnp.asarray(U) @ w], axis=1)
+    Z = jnp.ones((group.size, 1))
+    fit_data = F.make_data(outcome[train], Xw[train], Z[train], group[train], N_GROUPS)
+    fitted = F.fit(fit_data)
+    pred = F.predict(fitted, Xw[~train], Z[~train], group[~train], fit_data)
+    return jnp.mean((outcome[~train] - pred) ** 2)
+
+
+value_and_grad = jax.jit(jax.value_and_grad(heldout_loss))
+w = jnp.full(4, 0.3)
+value, grad = value_and_grad(w)
+# the gradient through the fit against central differences of the loss
+eps = 1e-5
+finite = [(value_and_grad(w + eps * e)[0] - value_and_grad(w - eps * e)[0]) / (2 * eps)
+          for e in jnp.eye(4)]
+print("implicit-diff gradient:", np.round(np.asarray(grad), 6))
+print("finite differences:    ", np.round(np.asarray(finite), 6))
+assert np.allclose(grad, finite, rtol=1e-4, atol=1e-7)""",
+    ),
+    (
+        "code",
+        """optimizer = optax.adam(0.05)
+state = optimizer.init(w)
+losses = []
+for _ in range(60):
+    value, grad = value_and_grad(w)
+    losses.append(float(value))
+    updates, state = optimizer.update(grad, state)
+    w = optax.apply_updates(w, updates)
+cosine = float(w @ w_true / (jnp.linalg.norm(w) * np.linalg.norm(w_true)))
+print(f"held-out MSE {losses[0]:.3f} -> {losses[-1]:.3f}; cosine(w, w*) = {cosine:.4f}")
+assert losses[-1] < 0.5 * losses[0] and cosine > 0.99
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.semilogy(losses)
+ax.set_xlabel("Adam step")
+ax.set_ylabel("held-out MSE");""",
+    ),
+    (
+        "md",
+        """The scale of $w$ is absorbed by $\\hat\\beta$, so the direction of $w$ is what is
+learned. `jax.vmap(F.fit)` fits many data sets at once, as `MixedLM.fit_many` does.""",
+    ),
+]
+
+INFERENCE = [
+    (
+        "md",
+        """# Inference: tests, intervals, bootstrap, prediction
+
+Fixed-effect tests with Satterthwaite and Kenward-Roger degrees of freedom (lmerTest,
+pbkrtest), likelihood-ratio tests (lme4's `anova`), profile-likelihood and parametric
+bootstrap intervals (`confint(method = "profile" / "boot")`), and predictions with
+intervals.""",
+    ),
+    (
+        "code",
+        """import pandas as pd
+
+import mixedjax
+from mixedjax import MixedLM
+from mixedjax.plots import profile_zeta
+
+df = mixedjax.datasets.load("sleepstudy")
+model = MixedLM.from_formula("Reaction ~ Days", df, groups="Subject", re_formula="~Days")
+result = model.fit()  # REML""",
+    ),
+    (
+        "md",
+        """## Fixed effects: t tests with small-sample degrees of freedom
+
+lmerTest's `summary(m)` (Satterthwaite) and `summary(m, ddf = "Kenward-Roger")`. With 18
+subjects both give 17 denominator degrees of freedom here (a balanced design).""",
+    ),
+    ("code", 'result.coef_table(ddf="satterthwaite")'),
+    ("code", 'result.coef_table(ddf="kenward-roger")'),
+    ("md", "F tests per term (lmerTest's `anova(m)`) and of any linear hypothesis:"),
+    (
+        "code",
+        """print(result.wald_test("Days = 10", ddf="kenward-roger"))
+result.anova()""",
+    ),
+    (
+        "md",
+        """## Comparing models: likelihood-ratio test
+
+Do the slopes vary between subjects? A likelihood-ratio test compares ML fits
+(`mixedjax.lrt` refits REML fits by ML itself, as lme4's `anova` does) and reports AIC,
+BIC, the χ² statistic and its p-value (conservative here: the slope variance is on its
+boundary under the null).""",
+    ),
+    (
+        "code",
+        """intercepts = MixedLM.from_formula("Reaction ~ Days", df, groups="Subject")
+fit_ml = intercepts.fit(reml=False)
+table = mixedjax.lrt(fit_ml, model.fit(reml=False), names=["(1 | Subject)", "(Days | Subject)"])
+assert table["Pr(>Chisq)"].iloc[1] < 1e-6
+table""",
+    ),
+    (
+        "md",
+        """## Three intervals for one model
+
+For the random-intercept model: Wald intervals (from the curvature at the optimum),
+profile-likelihood intervals (lme4's `confint(m)`: the parameter is moved and the others
+re-optimised until the deviance rises by $\\chi^2_{1, 0.95}$) and parametric-bootstrap
+percentile intervals (`confint(m, method = "boot")`), on lme4's scale (standard
+deviations, σ, fixed effects). Profiles use the ML deviance, as lme4's do.""",
+    ),
+    (
+        "code",
+        """traces = fit_ml.profile(alpha=0.05)  # one zeta trace per parameter, spanning its 95% CI
+profile_ci = fit_ml.conf_int(method="profile")
+profile_ci""",
+    ),
+    (
+        "md",
+        """The profile-ζ plot: ζ is the signed square root of the likelihood-ratio statistic.
+A straight line means a quadratic log-likelihood, where Wald intervals are accurate; the
+standard deviations' traces bend, so their intervals are asymmetric.""",
+    ),
+    ("code", "profile_zeta(traces);"),
+    (
+        "md",
+        """(The Wald column covers the fixed effects only: statsmodels' Wald intervals for the
+variance parameters are on the variance scale, not lme4's standard-deviation scale.)
+
+The parametric bootstrap simulates 200 responses from the fit and refits them all in
+vmapped batches of replicates (the bar, forced on here with `progress=True`, shows by
+default in notebooks and terminals and advances once per batch):""",
+    ),
+    (
+        "code",
+        """boot = fit_ml.parametric_bootstrap(200, seed=1, progress=True)
+print(f"{boot.converged.sum()} of 200 refits converged")
+wald = fit_ml.conf_int()  # Wald, statsmodels' layout: fixed effects first
+intervals = pd.concat(
+    {"Wald": wald.loc[["Intercept", "Days"]].set_axis(["lower", "upper"], axis=1)
+               .rename(index={"Intercept": "(Intercept)"}),
+     "profile": profile_ci, "bootstrap": boot.conf_int()},
+    axis=1,
+)
+estimate = boot.estimate.loc[profile_ci.index]
+assert (profile_ci["lower"] < estimate).all() and (estimate < profile_ci["upper"]).all()
+intervals.round(3)""",
+    ),
+    (
+        "md",
+        """## Predictions with intervals
+
+For new rows: a seen subject gets its BLUP, an unseen one the population prediction.
+`interval="confidence"` is the uncertainty of the predicted mean (Henderson's
+prediction-error variance); `"prediction"` adds the residual variance σ² for a new
+observation.""",
+    ),
+    (
+        "code",
+        """new = pd.DataFrame({"Days": [0, 5, 10, 5], "Subject": ["308", "308", "308", "new"]})
+mean = result.predict(new, interval="confidence")
+obs = result.predict(new, interval="prediction")
+assert (obs["se"] > mean["se"]).all()
+pd.concat({"confidence": mean, "prediction": obs}, axis=1).set_index(
+    new["Subject"] + ", day " + new["Days"].astype(str)
+).round(2)""",
+    ),
+]
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_from_statsmodels.ipynb": FROM_STATSMODELS,
     "03_from_lme4.ipynb": FROM_LME4,
+    "04_many_models.ipynb": MANY_MODELS,
+    "05_differentiable_pipeline.ipynb": DIFFERENTIABLE,
+    "06_inference.ipynb": INFERENCE,
 }
 
 

@@ -165,3 +165,53 @@ def test_varcorr_table_variance_components_only():
     np.testing.assert_allclose(table["Std.Dev."].astype(float), lme4_sd, atol=1e-3)
     text = res.summary().as_text()
     assert "plate" in text and "sample" in text and "0.7169" in text
+
+
+def test_model_reprs_name_formula_rows_and_groups(sleep):
+    ref, model, _ = sleep
+    re_formula = ref["statsmodels"]["re_formula"]
+    assert repr(model).startswith(f"MixedLM(formula='Reaction ~ Days', re_formula={re_formula!r}, ")
+    _, data = load_reference("sleepstudy_reml")
+    lme4_style = mixedjax.mixedlm("Reaction ~ Days + (Days | Subject)", data)
+    assert "formula='Reaction ~ Days + (Days | Subject)'" in repr(lme4_style)
+    assert "nobs=180, groups=18" in repr(lme4_style)
+    _, data = load_reference("penicillin_reml")
+    crossed = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    assert repr(crossed) == (
+        "CrossedMixedLM(formula='diameter ~ 1 + (1 | plate) + (1 | sample)', nobs=144, "
+        "k_fe=1, groups=[plate: 24, sample: 6])"
+    )
+
+
+def test_crossed_results_html():
+    ref, data = load_reference("penicillin_reml")
+    res = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", data).fit()
+    cells = _cells(res._repr_html_())
+    assert f"{ref['fixed']['estimate'][0]:.3f}" in cells
+    assert f"{ref['fixed']['se'][0]:.3f}" in cells
+    assert f"{ref['loglik']:.4f}" in cells and "plate 24, sample 6" in cells
+    for sd in res.varcorr()["sdcor"]:
+        assert f"{sd:.4f}" in cells
+    # varcorr() is a DataFrame, which Jupyter renders with pandas' own HTML
+    assert "<table" in res.varcorr()._repr_html_()
+
+
+def test_batch_results_html(sleep, monkeypatch):
+    from mixedjax import display_html
+
+    _, model, res = sleep
+    Y = model.endog[:, None] * np.array([1.0, 2.0, 3.0])
+    batch = model.fit_many(Y)
+    html = batch._repr_html_()
+    cells = _cells(html)
+    assert "Batch of 3 fits (REML)" in html and "3 of 3" in cells
+    for j, factor in enumerate([1.0, 2.0, 3.0]):  # scaling y scales β, σ and the SDs
+        assert f"{factor * res.fe_params['Days']:.4g}" in cells
+        assert f"{factor**2 * res.scale:.4g}" in cells
+        assert cells.count(str(j)) >= 1
+    assert "rows not shown" not in html
+    monkeypatch.setattr(display_html, "BATCH_ROWS", 2)
+    monkeypatch.setattr(display_html, "BATCH_EDGE", 1)
+    short = batch._repr_html_()
+    assert "1 rows not shown" in short and f"{2 * res.scale:.4g}" not in _cells(short)
+    assert "<table" in res.varcorr()._repr_html_()

@@ -4,6 +4,7 @@ import io
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mixedjax
@@ -98,3 +99,90 @@ def test_fit_verbose_prints_trace(capsys):
     assert float(trace[-1][2]) + offset == pytest.approx(-2 * loud.llf, rel=1e-9)
     assert "result          converged" in out  # the OptSummary follows the trace
     assert out.index("start") < out.index("optimizer")
+
+
+# ------------------------------------------------------------------ bars of long operations
+def _final_frame(err: str) -> str:
+    """The last redraw of a text bar (frames are separated by carriage returns)."""
+    return [f for f in err.replace("\n", "\r").split("\r") if f.strip()][-1]
+
+
+@pytest.fixture(scope="module")
+def dyestuff_fit():
+    df = mixedjax.datasets.load("dyestuff")
+    return mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
+
+
+def test_bootstrap_progress_per_block(dyestuff_fit, capsys, monkeypatch):
+    from mixedjax import bootstrap
+
+    quiet = dyestuff_fit.parametric_bootstrap(6, seed=3)  # one block, silent by default
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setattr(bootstrap, "BOOTSTRAP_BLOCK", 4)  # two blocks, the last padded
+    loud = dyestuff_fit.parametric_bootstrap(6, seed=3, progress=True)
+    err = capsys.readouterr().err
+    assert _final_frame(err).startswith("bootstrap: 100%|" + "#" * 24 + "| 6/6 replicates")
+    assert err.count("\n") == 1  # one bar, closed once
+    # blocking changes nothing: the same replicates refitted in other batches
+    np.testing.assert_allclose(loud.replicates, quiet.replicates, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(loud.converged, quiet.converged)
+
+
+def test_profile_progress_per_parameter(dyestuff_fit, capsys):
+    quiet = dyestuff_fit.conf_int(method="profile")
+    assert capsys.readouterr() == ("", "")
+    loud = dyestuff_fit.conf_int(method="profile", progress=True)
+    err = capsys.readouterr().err
+    frame = _final_frame(err)
+    assert frame.startswith("profile CIs (") and "100%" in frame
+    assert "3/3 parameters" in frame  # sd of Batch, sigma, intercept
+    pd.testing.assert_frame_equal(loud, quiet)
+
+
+def test_fit_many_and_fit_models_progress(dyestuff_fit, capsys, monkeypatch):
+    from mixedjax import batch
+
+    model = dyestuff_fit.model
+    monkeypatch.setattr(batch, "STREAM_SLOTS", 2)  # 4 responses through 2 slots
+    Y = model.endog[:, None] * np.array([1.0, 2.0, 0.5, 3.0])
+    quiet = model.fit_many(Y)
+    assert capsys.readouterr() == ("", "")
+    loud = model.fit_many(Y, progress=True)
+    frame = _final_frame(capsys.readouterr().err)
+    assert frame.startswith("fit_many: 100%|") and "| 4/4 fits [" in frame
+    np.testing.assert_array_equal(loud.llf, quiet.llf)
+    np.testing.assert_allclose(loud.llf[0], dyestuff_fit.llf, rtol=1e-10)
+    mixedjax.fit_models([model, model], progress=True)
+    assert "fit_models: 100%" in _final_frame(capsys.readouterr().err)
+
+
+def test_set_progress_turns_every_bar_on(dyestuff_fit, capsys):
+    set_progress(True)
+    dyestuff_fit.parametric_bootstrap(6, seed=3)
+    assert "bootstrap: 100%" in capsys.readouterr().err
+    set_progress(False)
+    dyestuff_fit.parametric_bootstrap(6, seed=3, progress=None)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_notebook_bar_without_tqdm_writes_text_to_stdout(capsys, monkeypatch):
+    """In a Jupyter kernel the bar goes to stdout (the cell's output); without tqdm and
+    ipywidgets it is the text bar, whose carriage returns the notebook front end honours."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_widgets(name, *args, **kwargs):
+        if name in ("tqdm", "tqdm.notebook", "ipywidgets"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(progress_module, "in_notebook", lambda: True)
+    monkeypatch.setattr(builtins, "__import__", no_widgets)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.delenv("MIXEDJAX_PROGRESS", raising=False)
+    with progress(total=2, desc="fits", unit="fits") as bar:
+        assert bar.enabled  # automatic choice: on in a notebook
+        bar.update(2)
+    out, err = capsys.readouterr()
+    assert err == "" and _final_frame(out).startswith("fits: 100%|" + "#" * 24 + "| 2/2 fits")
