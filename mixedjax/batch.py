@@ -189,9 +189,9 @@ def fit_batch(
 
 #: Slots of the first streaming phase, and its evaluation budget per member (see
 #: :mod:`mixedjax.stream`); members still running after it continue in ``TAIL_SLOTS`` slots.
-STREAM_SLOTS = 256
-STREAM_BUDGET = 60
-TAIL_SLOTS = 16
+STREAM_SLOTS = 512
+STREAM_BUDGET = 40
+TAIL_SLOTS = 32
 
 
 @partial(

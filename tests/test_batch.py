@@ -165,3 +165,27 @@ def test_newton_method_equals_bfgs(sleep):
     assert newton.converged.all() and newton.method == "newton"
     np.testing.assert_allclose(newton.llf, bfgs.llf, rtol=1e-12)
     np.testing.assert_allclose(newton.theta, bfgs.theta, rtol=1e-7, atol=1e-9)
+
+
+def test_unconverged_members_are_refitted_by_the_single_fit(sleep, monkeypatch):
+    """A member the streaming optimiser leaves unconverged (simulated here by spoiling its
+    output) is refitted by ``MixedLM.fit`` and then equals the single fit."""
+    from mixedjax import batch, optimize
+
+    _, model, Y, _ = sleep
+    real = batch.fit_stream
+
+    def spoiled(*args, **kwargs):
+        out = real(*args, **kwargs)
+        opt = out.opt._replace(status=out.opt.status.at[1].set(optimize.STATUS_MAXITER))
+        return out._replace(opt=opt, theta=out.theta.at[1].set(out.theta_start[1]))
+
+    monkeypatch.setattr(batch, "fit_stream", spoiled)
+    many = model.fit_many(Y)
+    single = _single(model, Y["noisy"].to_numpy())
+    assert many.converged.all()
+    _close(many.theta[1], single.theta, "theta")
+    _close(many.llf[1], single.llf, "llf")
+    _close(many.fe_params.iloc[1], single.fe_params, "fe_params")
+    _close(many.bse_fe.iloc[1], single.bse_fe, "bse_fe")
+    assert many.result(1).optim.boundary == single.optim.boundary
