@@ -49,6 +49,8 @@ class BatchResults:
         converged: ``(k,)`` bool.
         theta: ``(k, n_theta)`` ``θ̂`` (lme4's ``theta``).
         n_iter: ``(k,)`` quasi-Newton iterations; ``status`` the optimiser's codes.
+        refitted: positions of the members that the batch optimiser left unconverged and
+            that were refitted by their own single fit (usually none).
         reml: whether the fits are REML.
 
     Example:
@@ -102,6 +104,7 @@ class BatchResults:
         self.cov_re = np.einsum("kij,klj->kil", L, L) * self.scale[:, None, None]
         self.vcomp = out.theta[:, structure.k_re2 :] ** 2 * self.scale[:, None]
         self.exog_re_names = list(exog_re_names)
+        self.refitted = np.zeros(0, dtype=int)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -324,7 +327,7 @@ def fit_many(
         member.__dict__.pop("_standardized_cache", None)
         return member
 
-    out = _refit_stragglers(
+    out, refitted = _refit_stragglers(
         out, lambda i: model_of(i).fit(reml=bool(reml), maxiter=int(maxiter), gtol=gtol)
     )
 
@@ -332,6 +335,7 @@ def fit_many(
         names, out, model.structure, model.exog_names, model.exog_re_names, model_of,
         bool(reml), method, gtol, int(maxiter), free,
     )  # fmt: skip
+    results.refitted = refitted
     _warn_unconverged(results)
     return results
 
@@ -357,7 +361,7 @@ def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter, 
 MAX_STRAGGLER_REFITS = 64
 
 
-def _refit_stragglers(out: batch.FitOutput, fit_member) -> batch.FitOutput:
+def _refit_stragglers(out: batch.FitOutput, fit_member) -> tuple[batch.FitOutput, np.ndarray]:
     """Refit the members the streaming BFGS left unconverged with the single fit itself
     (``fit_member(i)``: that member's ``MixedLM.fit``, which optimises on internally centred
     and scaled data), keeping a refit that converged or reached a higher likelihood.
@@ -369,8 +373,9 @@ def _refit_stragglers(out: batch.FitOutput, fit_member) -> batch.FitOutput:
     :data:`MAX_STRAGGLER_REFITS` members (not over groups or rows).
     """
     todo = np.flatnonzero(out.opt.status != STATUS_CONVERGED)[:MAX_STRAGGLER_REFITS]
+    refitted: list[int] = []
     if todo.size == 0:
-        return out
+        return out, np.array(refitted, dtype=int)
     out = jax.tree_util.tree_map(np.array, out)  # writable copies
     for i in todo:  # a handful of members
         with warnings.catch_warnings():
@@ -389,7 +394,8 @@ def _refit_stragglers(out: batch.FitOutput, fit_member) -> batch.FitOutput:
         out.zeroed[i] = np.isin(np.arange(out.zeroed.shape[1]), o.boundary)
         out.beta[i], out.scale[i] = single.fe_params.to_numpy(), single.scale
         out.cov_beta[i] = single._cov_fe
-    return out
+        refitted.append(int(i))
+    return out, np.array(refitted, dtype=int)
 
 
 def stack_data(datasets: Sequence[GroupedData], n_groups: int | None = None) -> GroupedData:
@@ -448,12 +454,13 @@ def fit_models(
             data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
             int(maxiter), bar,
         )  # fmt: skip
-    out = _refit_stragglers(
+    out, refitted = _refit_stragglers(
         out, lambda i: models[i].fit(reml=bool(reml), maxiter=int(maxiter), gtol=gtol)
     )
     results = BatchResults(
         names, out, first.structure, first.exog_names, first.exog_re_names,
         lambda i: models[i], bool(reml), method, gtol, int(maxiter), free,
     )  # fmt: skip
+    results.refitted = refitted
     _warn_unconverged(results)
     return results

@@ -183,7 +183,7 @@ def test_unconverged_members_are_refitted_by_the_single_fit(sleep, monkeypatch):
     monkeypatch.setattr(batch, "fit_stream", spoiled)
     many = model.fit_many(Y)
     single = _single(model, Y["noisy"].to_numpy())
-    assert many.converged.all()
+    assert many.converged.all() and many.refitted.tolist() == [1]
     _close(many.theta[1], single.theta, "theta")
     _close(many.llf[1], single.llf, "llf")
     _close(many.fe_params.iloc[1], single.fe_params, "fe_params")
