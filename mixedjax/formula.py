@@ -23,7 +23,7 @@ class FormulaDesign(NamedTuple):
         >>> d = design_from_formulas("Reaction ~ Days", mixedjax.datasets.load("sleepstudy"),
         ...                          "Subject", "~Days", None)
         >>> list(d.exog.columns), d.re_names, d.group_name
-        (['Intercept', 'Days'], ['Group', 'Days'], 'Subject')
+        (['Intercept', 'Days'], ['Subject', 'Days'], 'Subject')
     """
 
     endog: pd.Series
