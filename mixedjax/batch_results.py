@@ -30,7 +30,7 @@ import pandas as pd
 
 from mixedjax import batch, estimation
 from mixedjax.data import GroupedData, pad_groups
-from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+from mixedjax.optimize import STATUS_CONVERGED
 from mixedjax.progress import progress as progress_bar
 from mixedjax.progress import reporting
 
@@ -134,24 +134,16 @@ class BatchResults:
 
         i = self._index(i)
         model = self._model_of(i)
-        opt = self._out.opt
-        status = int(opt.status[i])
-        summary = OptSummary(
+        summary = OptSummary.from_opt(
+            jax.tree_util.tree_map(lambda a: a[i], self._out.opt),
             method=self.method,
             theta_start=self._out.theta_start[i],
             theta=self.theta[i],
-            objective=float(self._out.objective[i]),
-            n_iter=int(opt.n_iter[i]),
-            n_eval=int(opt.n_eval[i]),
-            n_newton=int(opt.n_newton[i]),
-            scaled_gradient=float(opt.scaled_grad[i]),
-            gradient=opt.grad[i],
+            objective=self._out.objective[i],
             gtol=self._gtol,
             maxiter=self._maxiter,
-            converged=status == STATUS_CONVERGED,
-            message=STATUS_MESSAGES[status],
-            boundary=tuple(int(j) for j in np.flatnonzero(self._out.zeroed[i])),
             free_mask=self._free_mask,
+            boundary=np.flatnonzero(self._out.zeroed[i]),
         )
         est = estimation.estimates_at(
             jnp.asarray(self.theta[i]), model.data, structure=model.structure, reml=self.reml

@@ -244,23 +244,11 @@ class CrossedMixedLM:
                 f"converged: the line search stalled at rounding noise with scaled gradient "
                 f"{float(result.scaled_grad):.1e} <= {STALL_FACTOR:g} * gtol"
             )
-        summary = OptSummary(
-            method=method,
-            theta_start=theta0,
-            theta=theta,
-            objective=value,
-            n_iter=int(result.n_iter),
-            n_eval=int(result.n_eval),
-            n_newton=int(result.n_newton),
-            scaled_gradient=float(result.scaled_grad),
-            gradient=np.asarray(result.grad),
-            gtol=gtol,
-            maxiter=int(maxiter),
-            converged=converged,
+        summary = OptSummary.from_opt(
+            result, method=method, theta_start=theta0, theta=theta, objective=value, gtol=gtol,
+            maxiter=maxiter, free_mask=free_mask, boundary=zeroed, converged=converged,
             message=message,
-            boundary=zeroed,
-            free_mask=free_mask,
-        )
+        )  # fmt: skip
         if not converged:
             warnings.warn(
                 f"crossed MixedLM fit did not converge: {message} (scaled "

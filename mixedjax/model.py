@@ -573,23 +573,11 @@ class MixedLM:
         value = conditioning.objective_to_original(std, value_std, self.nobs, bool(reml))
         status = int(result.status)
         converged = status == STATUS_CONVERGED and not saddle
-        summary = OptSummary(
-            method=method,
-            theta_start=theta0,
-            theta=theta,
-            objective=value,
-            n_iter=int(result.n_iter),
-            n_eval=int(result.n_eval),
-            n_newton=int(result.n_newton),
-            scaled_gradient=float(result.scaled_grad),
-            gradient=np.asarray(result.grad),
-            gtol=gtol,
-            maxiter=int(maxiter),
-            converged=converged,
+        summary = OptSummary.from_opt(
+            result, method=method, theta_start=theta0, theta=theta, objective=value, gtol=gtol,
+            maxiter=maxiter, free_mask=free_theta, boundary=zeroed, converged=converged,
             message="stopped at a saddle point" if saddle else STATUS_MESSAGES[status],
-            boundary=zeroed,
-            free_mask=free_theta,
-        )
+        )  # fmt: skip
         if verbose:
             jax.effects_barrier()  # the trace lines are printed before the summary
             print(summary, flush=True)

@@ -195,7 +195,6 @@ def fit_penalized(model, cov_pen, start_params, reml, free, method, maxiter, gto
     from mixedjax import conditioning, estimation, safeguards
     from mixedjax.covariance import cov_to_theta
     from mixedjax.model import ConvergenceWarning, _choose_method
-    from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
     from mixedjax.results import MixedLMResults, OptSummary
     from mixedjax.validation import check_fit_arguments
 
@@ -247,25 +246,11 @@ def fit_penalized(model, cov_pen, start_params, reml, free, method, maxiter, gto
     value = conditioning.objective_to_original(std, float(result.value), model.nobs, bool(reml))
     cov, _ = theta_to_cov(jnp.asarray(theta), structure)
     status = int(result.status)
-    summary = OptSummary(
-        method=method,
-        theta_start=np.asarray(theta0),
-        theta=theta,
-        objective=value,
-        n_iter=int(result.n_iter),
-        n_eval=int(result.n_eval),
-        n_newton=int(result.n_newton),
-        scaled_gradient=float(result.scaled_grad),
-        gradient=np.asarray(result.grad),
-        gtol=gtol,
-        maxiter=int(maxiter),
-        converged=status == STATUS_CONVERGED,
-        message=STATUS_MESSAGES[status],
-        boundary=(),
-        free_mask=free_theta,
-        cov_pen=penalty,
+    summary = OptSummary.from_opt(
+        result, method=method, theta_start=theta0, theta=theta, objective=value, gtol=gtol,
+        maxiter=maxiter, free_mask=free_theta, cov_pen=penalty,
         penalty=float(penalty.value(cov)),
-    )
+    )  # fmt: skip
     if verbose:
         jax.effects_barrier()
         print(summary, flush=True)

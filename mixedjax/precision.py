@@ -21,7 +21,6 @@ import numpy as np
 
 from mixedjax import batch, estimation
 from mixedjax.covariance import cov_to_theta
-from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 
 #: Smallest scaled-gradient tolerance used in float32 (``max|∇d| / max(1, |d|)``).
 FLOAT32_GTOL = 1e-5
@@ -95,24 +94,11 @@ def fit_float32(
         jnp.asarray(theta0, dtype), jnp.asarray(free_theta), model.data, gtol,
         structure=model.structure, reml=bool(reml), method=method, maxiter=int(maxiter),
     )  # fmt: skip
-    status = int(out.opt.status)
-    summary = OptSummary(
-        method=method,
-        theta_start=np.asarray(theta0),
-        theta=np.asarray(out.theta),
-        objective=float(out.objective),
-        n_iter=int(out.opt.n_iter),
-        n_eval=int(out.opt.n_eval),
-        n_newton=int(out.opt.n_newton),
-        scaled_gradient=float(out.opt.scaled_grad),
-        gradient=np.asarray(out.opt.grad),
-        gtol=gtol,
-        maxiter=int(maxiter),
-        converged=status == STATUS_CONVERGED,
-        message=STATUS_MESSAGES[status],
-        boundary=tuple(int(j) for j in np.flatnonzero(np.asarray(out.zeroed))),
-        free_mask=free_theta,
-    )
+    summary = OptSummary.from_opt(
+        out.opt, method=method, theta_start=theta0, theta=out.theta, objective=out.objective,
+        gtol=gtol, maxiter=maxiter, free_mask=free_theta,
+        boundary=np.flatnonzero(np.asarray(out.zeroed)),
+    )  # fmt: skip
     if not summary.converged:
         warnings.warn(
             f"MixedLM float32 fit did not converge: {summary.message} (scaled gradient "

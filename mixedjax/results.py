@@ -70,6 +70,46 @@ class OptSummary:
     theta_names_source: Callable | None = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    @classmethod
+    def from_opt(
+        cls, opt, *, method: str, theta_start, theta, objective: float, gtol: float,
+        maxiter: int, free_mask, boundary=(), converged: bool | None = None,
+        message: str | None = None, **extra,
+    ) -> "OptSummary":  # fmt: skip
+        """Summary of one fit's :class:`~mixedjax.optimize.OptResult` ``opt`` (counters,
+        gradient, status); ``converged`` and ``message`` default to the optimiser's status.
+
+        Example:
+            >>> import numpy as np
+            >>> from mixedjax.optimize import OptResult
+            >>> opt = OptResult(np.ones(1), 1.0, np.zeros(1), 3, 5, 1, 0.0, 0)
+            >>> OptSummary.from_opt(opt, method="lbfgs", theta_start=np.ones(1),
+            ...     theta=np.ones(1), objective=1.0, gtol=1e-9, maxiter=500,
+            ...     free_mask=np.ones(1, bool)).message
+            'converged: scaled gradient below gtol'
+        """
+        from mixedjax.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+
+        status = int(opt.status)
+        return cls(
+            method=method,
+            theta_start=np.asarray(theta_start),
+            theta=np.asarray(theta),
+            objective=float(objective),
+            n_iter=int(opt.n_iter),
+            n_eval=int(opt.n_eval),
+            n_newton=int(opt.n_newton),
+            scaled_gradient=float(opt.scaled_grad),
+            gradient=np.asarray(opt.grad),
+            gtol=gtol,
+            maxiter=int(maxiter),
+            converged=status == STATUS_CONVERGED if converged is None else bool(converged),
+            message=STATUS_MESSAGES[status] if message is None else message,
+            boundary=tuple(int(j) for j in boundary),
+            free_mask=free_mask,
+            **extra,
+        )
+
     def attach(self, diagnostics: Callable, theta_names: Callable) -> "OptSummary":
         """A copy that computes :attr:`diagnostics` with ``diagnostics()`` on first use and
         names the entries of ``θ`` with ``theta_names()`` (called by the results)."""
