@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from mixedjax import batch, estimation
+from mixedjax import batch, conditioning, estimation
 from mixedjax.data import GroupedData, pad_groups
 from mixedjax.optimize import STATUS_CONVERGED
 from mixedjax.progress import progress as progress_bar
@@ -296,26 +296,29 @@ def fit_many(
     """
     method = _check_fit_options(method, maxiter, gtol)
     values, names = _responses(Y, model.nobs)
-    Zty, Xty, yty = batch.response_crossprods(
-        values, model.exog, model.exog_z, model.group_codes, model.n_groups
-    )
-    n_pad = model.data.ZtZ.shape[0] - model.n_groups
-    Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
-    data = model.data._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
+    # Fit on the standardized design, as MixedLM.fit does (mixedjax.conditioning): the
+    # design part is shared, each response is centred and scaled by its own (μ, s).
+    std = model._standardized(center_re=True)
+    X_std, Z_std, *_ = conditioning.standard_design(model, center_re=True)
+    center, scale = conditioning.response_location_scale(values, std.const)
+    data = _response_data(std.data, (values - center) / scale, X_std, Z_std, model)
     free = np.ones(model.structure.n_theta, dtype=bool)
     with progress_bar(total=len(names), desc="fit_many", unit="fits", enabled=progress) as bar:
-        out = fit_all(
+        out_std = fit_all(
             data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
             int(maxiter), bar,
         )  # fmt: skip
+    out = _to_original(out_std, std, center, scale, model.structure, bool(reml))
 
     def model_of(i: int):
         member = copy.copy(model)
         member.endog = values[:, i]
         member.endog_names = str(names[i])
-        member.data = model.data._replace(
-            Zty=jnp.asarray(Zty[i]), Xty=jnp.asarray(Xty[i]), yty=jnp.asarray(yty[i])
-        )
+        member.data = _response_data(model.data, values[:, [i]], model.exog, model.exog_z, model)
+        member.data = jax.tree_util.tree_map(
+            lambda a, f: a[0] if f in batch.RESPONSE_FIELDS else a,
+            member.data, GroupedData(*GroupedData._fields),
+        )  # fmt: skip
         member.__dict__.pop("_standardized_cache", None)
         return member
 
@@ -330,6 +333,39 @@ def fit_many(
     results.refitted = refitted
     _warn_unconverged(results)
     return results
+
+
+def _response_data(design: GroupedData, Y, X, Z, model) -> GroupedData:
+    """``design`` with the response cross-products of ``Y (n, k)`` (leading axis ``k``; group
+    axis padded like ``design``)."""
+    Zty, Xty, yty = batch.response_crossprods(Y, X, Z, model.group_codes, model.n_groups)
+    n_pad = design.ZtZ.shape[0] - model.n_groups
+    Zty = np.concatenate([Zty, np.zeros((Zty.shape[0], n_pad, Zty.shape[2]))], axis=1)
+    return design._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
+
+
+def _to_original(out: batch.FitOutput, std, center, scale, structure, reml) -> batch.FitOutput:
+    """Map fits of standardized responses back (:mod:`mixedjax.conditioning`, per member:
+    ``θ = lower(B Λ*)``, ``β = s A β* + (μ/k) e_c``, ``cov β = s² A C* A'``, ``σ² = s² σ*²``,
+    ``-2ℓ = -2ℓ* + 2 m log s - [REML] 2 log|det A|``); ``opt`` stays on the fitted scale."""
+    A = std.x_map.matrix
+    p = A.shape[0]
+    n_obs = float(std.data.n_obs)
+    dof = n_obs - p if reml else n_obs
+    objective = out.objective + 2.0 * dof * np.log(scale)
+    if reml:
+        objective = objective - 2.0 * float(np.linalg.slogdet(A)[1])
+    beta = scale[:, None] * (out.beta @ A.T)
+    if std.const is not None:
+        beta[:, std.const] += center / std.const_value
+    return out._replace(
+        theta_start=conditioning.thetas_to_original(std, out.theta_start, structure),
+        theta=conditioning.thetas_to_original(std, out.theta, structure),
+        objective=objective,
+        beta=beta,
+        scale=scale**2 * out.scale,
+        cov_beta=scale[:, None, None] ** 2 * np.einsum("ij,kjl,ml->kim", A, out.cov_beta, A),
+    )
 
 
 def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter, bar):

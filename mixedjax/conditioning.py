@@ -112,23 +112,38 @@ def standardize(model, center_re: bool = True) -> Standardized:
     ``center_re=False`` only scales the ``exog_re`` columns (``B`` diagonal), which keeps
     each entry of ``θ`` in correspondence with the original one (needed for ``free`` masks).
     """
-    X, y = model.exog, model.endog
+    X_std, Z_std, x_map, z_map, const, const_value = standard_design(model, center_re)
+    y_center, y_scale = response_location_scale(model.endog[:, None], const)
+    y_std = (model.endog - y_center[0]) / y_scale[0]
+    data = group_crossprods(y_std, X_std, Z_std, model.group_codes, model.n_groups)
+    data = pad_groups(data, model.data.ZtZ.shape[0])
+    return Standardized(
+        data, float(y_center[0]), float(y_scale[0]), x_map, z_map, const, const_value
+    )
+
+
+def standard_design(model, center_re: bool = True):
+    """``(X* (n, p), Z* (n, r), x_map, z_map, c, k)``: the design part of :func:`standardize`
+    (shared by every response on that design, e.g. in :meth:`~mixedjax.MixedLM.fit_many`)."""
+    X = model.exog
     const = constant_column(X)
-    y_center = float(np.mean(y)) if const is not None else 0.0
-    y_scale = float(np.sqrt(np.mean((y - y_center) ** 2)))
-    if not (np.isfinite(y_scale) and y_scale > 0):
-        y_center, y_scale = 0.0, 1.0
     x_map = column_map(X, center=True)
     q = model.k_re
     z_map = column_map(model.exog_z[:, :q], center=center_re)
     X_std, x_map = _orthonormalize(X, x_map)
     Z_std = model.exog_z.copy()
     Z_std[:, :q] = (Z_std[:, :q] - z_map.shift) / z_map.scale
-    y_std = (y - y_center) / y_scale
-    data = group_crossprods(y_std, X_std, Z_std, model.group_codes, model.n_groups)
-    data = pad_groups(data, model.data.ZtZ.shape[0])
     const_value = float(X[0, const]) if const is not None else 1.0
-    return Standardized(data, y_center, y_scale, x_map, z_map, const, const_value)
+    return X_std, Z_std, x_map, z_map, const, const_value
+
+
+def response_location_scale(Y: np.ndarray, const: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(μ (k,), s (k,))`` of each column of ``Y (n, k)``: the mean (0 without a constant
+    column in ``X``) and the root mean square about it (``(0, 1)`` for a degenerate column)."""
+    center = Y.mean(axis=0) if const is not None else np.zeros(Y.shape[1])
+    scale = np.sqrt(np.mean((Y - center) ** 2, axis=0))
+    bad = ~(np.isfinite(scale) & (scale > 0))
+    return np.where(bad, 0.0, center), np.where(bad, 1.0, scale)
 
 
 def _orthonormalize(X: np.ndarray, x_map: ColumnMap) -> tuple[np.ndarray, ColumnMap]:
@@ -189,6 +204,34 @@ def _map_theta(theta, B: np.ndarray, structure: CovStructure) -> np.ndarray:
     L[rows, cols] = theta[: structure.k_re2]
     L_new = lower_factor(B @ L)
     return np.concatenate([L_new[rows, cols], np.abs(theta[structure.k_re2 :])])
+
+
+def lower_factors(Lams: np.ndarray) -> np.ndarray:
+    """:func:`lower_factor` of a stack ``(k, q, q)`` (one stacked QR factorisation)."""
+    k, q, _ = Lams.shape
+    if q == 0:
+        return Lams.copy()
+    M = np.swapaxes(Lams, -1, -2)
+    R = np.linalg.qr(M, mode="r")
+    diag = np.diagonal(R, axis1=-2, axis2=-1)
+    signs = np.where(diag < 0, -1.0, 1.0)
+    L = np.swapaxes(R * signs[:, :, None], -1, -2)
+    col_norms = np.sqrt(np.einsum("kij,kij->kj", M, M))
+    d = np.diagonal(L, axis1=-2, axis2=-1)
+    idx = np.arange(q)
+    L[:, idx, idx] = np.where(d <= 1e-13 * col_norms, 0.0, d)
+    return L
+
+
+def thetas_to_original(std: Standardized, thetas_std: np.ndarray, structure: CovStructure):
+    """:func:`theta_to_original` for a stack ``(k, n_theta)`` of ``θ*``."""
+    q = structure.k_re
+    rows, cols = lower_indices_colwise(q)
+    thetas_std = np.asarray(thetas_std, dtype=float)
+    L = np.zeros((thetas_std.shape[0], q, q))
+    L[:, rows, cols] = thetas_std[:, : structure.k_re2]
+    L_new = lower_factors(np.einsum("ij,kjl->kil", std.z_map.matrix, L))
+    return np.concatenate([L_new[:, rows, cols], np.abs(thetas_std[:, structure.k_re2 :])], axis=1)
 
 
 def theta_to_original(std: Standardized, theta_std, structure: CovStructure) -> np.ndarray:
