@@ -190,9 +190,10 @@ How: `fit_many` fits all responses in one compiled call by continuous batching
 (`mixedjax/stream.py`): {res["slots"]} slots each make one evaluation per pass of a
 `lax.while_loop`, a finished fit frees its slot for the next response, a tail phase with
 fewer slots takes the fits that need more than {res["budget"]} evaluations, and only fits
-above a 1e-12 scaled gradient get exact-Newton polishing; the rare fits that BFGS cannot
-finish on the original scale are refitted by `MixedLM.fit` (refitted here:
-{res["refitted"]}). The earlier design (`vmap` of the single-fit optimiser, every member
+above a 1e-12 scaled gradient get exact-Newton polishing. As `MixedLM.fit` does, the fits
+run on the internally centred and scaled design (`mixedjax/conditioning.py`), each response
+with its own location and scale; a fit left unconverged would be refitted by `MixedLM.fit`
+(refitted here: {res["refitted"]}). The earlier design (`vmap` of the single-fit optimiser, every member
 waiting for the slowest) measured 13.2 s warm (6x) for the same benchmark.
 
 Machine: {res["machine"]}; R {res["R_version"]}. CPU only (no GPU was available for this run).

@@ -277,7 +277,9 @@ def fit_many(
 
     Only ``Z_i'y``, ``X'y`` and ``y'y`` are computed per response; the design's
     cross-products are shared by all ``k`` fits. Each fit starts from the data-based
-    start of :meth:`mixedjax.MixedLM.fit`; the members are optimised by continuous batching
+    start of :meth:`mixedjax.MixedLM.fit` on its internally centred and scaled design
+    (:mod:`mixedjax.conditioning`; each response with its own location and scale), and the
+    members are optimised by continuous batching
     (:mod:`mixedjax.stream`: BFGS for ``method`` ``"lbfgs"``/``"bfgs"``, exact Newton for
     ``"newton"``) to a scaled gradient of 1e-12 or the exact Newton polish, like the single
     fit, so member ``i`` equals ``MixedLM(Y[:, i], ...).fit(reml=reml)`` to about 1e-9
@@ -394,10 +396,9 @@ def _refit_stragglers(out: batch.FitOutput, fit_member) -> tuple[batch.FitOutput
     (``fit_member(i)``: that member's ``MixedLM.fit``, which optimises on internally centred
     and scaled data), keeping a refit that converged or reached a higher likelihood.
 
-    These are rare (3 of 10,000 simulated sleepstudy responses): fits creeping along a flat,
-    curved valley towards a boundary (intercept variance ≈ 0, the correlation undetermined),
-    where BFGS on the original scale needs hundreds of iterations and the single fit's
-    standardized parameterization a dozen. A loop over at most
+    These are rare (none of 10,000 simulated sleepstudy responses on the standardized
+    design; 3 when the batch ran on the raw scale, creeping along a flat curved valley towards
+    a boundary where the single fit needs a dozen iterations). A loop over at most
     :data:`MAX_STRAGGLER_REFITS` members (not over groups or rows).
     """
     todo = np.flatnonzero(out.opt.status != STATUS_CONVERGED)[:MAX_STRAGGLER_REFITS]
