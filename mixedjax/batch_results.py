@@ -310,7 +310,7 @@ def fit_many(
             data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
             int(maxiter), bar,
         )  # fmt: skip
-    out = _to_original(out_std, std, center, scale, model.structure, bool(reml))
+    out = _to_original(out_std, std, model.structure, bool(reml), center, scale)
 
     def model_of(i: int):
         member = copy.copy(model)
@@ -346,27 +346,43 @@ def _response_data(design: GroupedData, Y, X, Z, model) -> GroupedData:
     return design._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
 
 
-def _to_original(out: batch.FitOutput, std, center, scale, structure, reml) -> batch.FitOutput:
-    """Map fits of standardized responses back (:mod:`mixedjax.conditioning`, per member:
+def _to_original(out: batch.FitOutput, stds, structure, reml, center=None, scale=None):
+    """Map fits on standardized data back, member by member (:mod:`mixedjax.conditioning`:
     ``θ = lower(B Λ*)``, ``β = s A β* + (μ/k) e_c``, ``cov β = s² A C* A'``, ``σ² = s² σ*²``,
-    ``-2ℓ = -2ℓ* + 2 m log s - [REML] 2 log|det A|``); ``opt`` stays on the fitted scale."""
-    A = std.x_map.matrix
-    p = A.shape[0]
-    n_obs = float(std.data.n_obs)
+    ``-2ℓ = -2ℓ* + 2 m log s - [REML] 2 log|det A|``); ``opt`` stays on the fitted scale.
+
+    ``stds``: one :class:`~mixedjax.conditioning.Standardized` per member, or one shared
+    by all (then ``center``/``scale`` ``(k,)`` give each member's response location and
+    scale); vectorised over the members.
+    """
+    k = out.objective.shape[0]
+    shared = isinstance(stds, conditioning.Standardized)
+    members = [stds] * k if shared else list(stds)
+    A = np.stack([s.x_map.matrix for s in members]) if not shared else stds.x_map.matrix[None]
+    B = np.stack([s.z_map.matrix for s in members]) if not shared else stds.z_map.matrix
+    if center is None:
+        center = np.array([s.y_center for s in members])
+        scale = np.array([s.y_scale for s in members])
+    p = A.shape[-1]
+    n_obs = np.array([float(s.data.n_obs) for s in ([stds] if shared else members)])
     dof = n_obs - p if reml else n_obs
     objective = out.objective + 2.0 * dof * np.log(scale)
     if reml:
-        objective = objective - 2.0 * float(np.linalg.slogdet(A)[1])
-    beta = scale[:, None] * (out.beta @ A.T)
-    if std.const is not None:
-        beta[:, std.const] += center / std.const_value
+        objective = objective - 2.0 * np.linalg.slogdet(A)[1]
+    beta = scale[:, None] * np.einsum("kij,kj->ki", np.broadcast_to(A, (k, p, p)), out.beta)
+    for j, s in enumerate([stds] if shared else members):  # shared: one; else per data set
+        if s.const is not None:
+            rows = slice(None) if shared else j
+            beta[rows, s.const] += (center if shared else center[j]) / s.const_value
+    cov_beta = np.einsum("kij,kjl,kml->kim", np.broadcast_to(A, (k, p, p)), out.cov_beta,
+                         np.broadcast_to(A, (k, p, p)))  # fmt: skip
     return out._replace(
-        theta_start=conditioning.thetas_to_original(std, out.theta_start, structure),
-        theta=conditioning.thetas_to_original(std, out.theta, structure),
+        theta_start=conditioning.thetas_to_original(B, out.theta_start, structure),
+        theta=conditioning.thetas_to_original(B, out.theta, structure),
         objective=objective,
         beta=beta,
         scale=scale**2 * out.scale,
-        cov_beta=scale[:, None, None] ** 2 * np.einsum("ij,kjl,ml->kim", A, out.cov_beta, A),
+        cov_beta=scale[:, None, None] ** 2 * cov_beta,
     )
 
 
@@ -476,13 +492,15 @@ def fit_models(
     if len(names) != len(models):
         raise ValueError(f"names has {len(names)} entries for {len(models)} models")
     method = _check_fit_options(method, maxiter, gtol)
-    data = stack_data([m.data for m in models])
+    stds = [m._standardized(center_re=True) for m in models]  # as MixedLM.fit fits
+    data = stack_data([s.data for s in stds])
     free = np.ones(first.structure.n_theta, dtype=bool)
     with progress_bar(total=len(models), desc="fit_models", unit="fits", enabled=progress) as bar:
         out = fit_all(
             data, free, gtol, GroupedData._fields, first.structure, bool(reml), method,
             int(maxiter), bar,
         )  # fmt: skip
+    out = _to_original(out, stds, first.structure, bool(reml))
     out, refitted = _refit_stragglers(
         out, lambda i: models[i].fit(reml=bool(reml), maxiter=int(maxiter), gtol=gtol)
     )

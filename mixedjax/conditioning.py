@@ -223,14 +223,16 @@ def lower_factors(Lams: np.ndarray) -> np.ndarray:
     return L
 
 
-def thetas_to_original(std: Standardized, thetas_std: np.ndarray, structure: CovStructure):
-    """:func:`theta_to_original` for a stack ``(k, n_theta)`` of ``θ*``."""
+def thetas_to_original(B: np.ndarray, thetas_std: np.ndarray, structure: CovStructure):
+    """:func:`theta_to_original` for a stack ``(k, n_theta)`` of ``θ*`` with ``B (q, q)``
+    shared or ``(k, q, q)`` per member."""
     q = structure.k_re
     rows, cols = lower_indices_colwise(q)
     thetas_std = np.asarray(thetas_std, dtype=float)
     L = np.zeros((thetas_std.shape[0], q, q))
     L[:, rows, cols] = thetas_std[:, : structure.k_re2]
-    L_new = lower_factors(np.einsum("ij,kjl->kil", std.z_map.matrix, L))
+    B = np.broadcast_to(B, (thetas_std.shape[0], q, q))
+    L_new = lower_factors(np.einsum("kij,kjl->kil", B, L))
     return np.concatenate([L_new[:, rows, cols], np.abs(thetas_std[:, structure.k_re2 :])], axis=1)
 
 
