@@ -361,7 +361,8 @@ MANY_MODELS = [
 
 Two kinds of scale: **many models** (the same design with many responses — one per gene,
 per simulation, per bootstrap replicate) and **many groups** (one model with a very large
-number of subjects). `fit_many` fits many responses in one jitted, vmapped call; a single
+number of subjects). `fit_many` fits many responses in one compiled call (continuous
+batching: a finished fit hands its slot to the next response); a single
 fit's cost grows linearly with the number of groups and not with the number of rows.""",
     ),
     (
@@ -392,7 +393,7 @@ computed per response; the design's cross-products are shared.""",
         "code",
         """Y = single.simulate(300, seed=1).T  # (180 rows, 300 responses)
 start = time.perf_counter()
-batch = model.fit_many(Y)  # progress=True shows a bar per block of responses
+batch = model.fit_many(Y)  # progress=True shows a bar of finished fits
 print(f"300 fits in {time.perf_counter() - start:.1f} s (including compilation)")
 batch  # rendered as a table in a notebook (BatchResults._repr_html_)""",
     ),
@@ -651,7 +652,8 @@ ax.set_ylabel("held-out MSE");""",
     (
         "md",
         """The scale of $w$ is absorbed by $\\hat\\beta$, so the direction of $w$ is what is
-learned. `jax.vmap(F.fit)` fits many data sets at once, as `MixedLM.fit_many` does.""",
+learned. `jax.vmap(F.fit)` fits many data sets at once (`MixedLM.fit_many` does the same
+for many responses, with continuous batching instead of `vmap`).""",
     ),
 ]
 
