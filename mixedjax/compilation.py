@@ -76,8 +76,8 @@ def tiered_jit(
     :data:`QUICK_COMPILE_OPTIONS` (fast to compile; a first fit in a fresh process is mostly
     compilation), otherwise to a fully optimised one (fast to run). Inside another ``jit``
     the optimised variant is inlined (compiler options belong to the outermost ``jit``).
-    The returned function keeps ``fun``'s docstring and offers ``lower`` and
-    ``_cache_size`` as jitted functions do.
+    The returned function keeps ``fun``'s docstring and offers ``lower``, ``clear_cache``
+    and ``_cache_size`` as jitted functions do.
 
     Example:
         >>> import jax.numpy as jnp, mixedjax
@@ -108,6 +108,12 @@ def tiered_jit(
 
     call.lower = lambda *args, **kwargs: choose(args, kwargs).lower(*args, **kwargs)
     call._cache_size = lambda: quick._cache_size() + optimised._cache_size()
+
+    def clear_cache():
+        quick.clear_cache()
+        optimised.clear_cache()
+
+    call.clear_cache = clear_cache
     return call
 
 
