@@ -28,7 +28,7 @@ import numpy as np
 from mixedjax import estimation
 from mixedjax.covariance import CovStructure, lower_indices_colwise
 from mixedjax.data import GroupedData
-from mixedjax.likelihood import gls_system_theta, profiled_deviance, solve_gls
+from mixedjax.likelihood import profiled_deviance
 from mixedjax.optimize import OptResult, _scaled_grad
 from mixedjax.progress import report_done
 from mixedjax.stream import minimize_stream
@@ -106,16 +106,6 @@ def snap_theta(
     return theta, value, zeroed
 
 
-def fixed_estimates(theta: jnp.ndarray, data: GroupedData, structure: CovStructure, reml: bool):
-    """``(β̂ (p,), σ² (), cov(β̂) (p, p))`` at ``θ`` (as :func:`estimation.estimates_at`,
-    without the BLUPs, whose ``(n_groups, r)`` arrays a large batch need not hold)."""
-    sol = solve_gls(gls_system_theta(theta, data, structure).system)
-    p = sol.beta.shape[0]
-    scale = sol.pwrss / (data.n_obs - p if reml else data.n_obs)
-    R_inv = jax.scipy.linalg.solve_triangular(sol.xvx_chol, jnp.eye(p, dtype=theta.dtype))
-    return sol.beta, scale, scale * R_inv @ R_inv.T
-
-
 def fit_one(
     theta0: jnp.ndarray,
     free_mask: jnp.ndarray,
@@ -133,9 +123,8 @@ def fit_one(
         maxiter=maxiter,
     )  # fmt: skip
     theta, value, zeroed = snap_theta(opt.x, opt.value, free_mask, data, structure, reml)
-    beta, scale, cov_beta = fixed_estimates(theta, data, structure, reml)
-    objective = profiled_deviance(theta, data, structure, reml)
-    return FitOutput(opt, theta0, theta, objective, zeroed, beta, scale, cov_beta)
+    f = estimation.fixed_estimates(theta, data, structure, reml)
+    return FitOutput(opt, theta0, theta, f.objective, zeroed, f.beta, f.scale, f.cov_beta)
 
 
 #: Fields of :class:`GroupedData` that change with the response (the rest is the design).
@@ -250,15 +239,8 @@ def fit_stream(
 
     def finish(x, value, member):
         theta, _, zeroed = snap_theta(x, value, free_mask, member, structure, reml)
-        beta, scale, cov_beta = fixed_estimates(theta, member, structure, reml)
-        return (
-            theta,
-            profiled_deviance(theta, member, structure, reml),
-            zeroed,
-            beta,
-            scale,
-            cov_beta,
-        )
+        f = estimation.fixed_estimates(theta, member, structure, reml)
+        return theta, f.objective, zeroed, f.beta, f.scale, f.cov_beta
 
     theta, objective_value, zeroed, beta, scale, cov_beta = jax.vmap(finish, in_axes=(0, 0, axes))(
         state.x, state.value, data

@@ -242,7 +242,7 @@ def fit(
     if gtol is None:
         gtol = 1e-5 if data.ZtZ.dtype == jnp.float32 else 1e-12
     theta, _, status = _theta_hat(data, structure, bool(reml), method, int(maxiter), gtol)
-    beta, scale, cov_beta = batch.fixed_estimates(theta, data, structure, reml)
+    beta, scale, cov_beta, _ = estimation.fixed_estimates(theta, data, structure, reml)
     cov1, vc1 = theta_to_cov(theta, structure)
     return Fit(
         theta=theta,
