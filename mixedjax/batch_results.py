@@ -301,7 +301,7 @@ def fit_many(
     # Fit on the standardized design, as MixedLM.fit does (mixedjax.conditioning): the
     # design part is shared, each response is centred and scaled by its own (μ, s).
     std = model._standardized(center_re=True)
-    X_std, Z_std, *_ = conditioning.standard_design(model, center_re=True)
+    X_std, Z_std = conditioning.standard_design(std, model)
     center, scale = conditioning.response_location_scale(values, std.const)
     data = _response_data(std.data, (values - center) / scale, X_std, Z_std, model)
     free = np.ones(model.structure.n_theta, dtype=bool)
@@ -310,7 +310,8 @@ def fit_many(
             data, free, gtol, batch.RESPONSE_FIELDS, model.structure, bool(reml), method,
             int(maxiter), bar,
         )  # fmt: skip
-    out = _to_original(out_std, std, model.structure, bool(reml), center, scale)
+    members = [std._replace(y_center=c, y_scale=s) for c, s in zip(center, scale, strict=True)]
+    out = _to_original(out_std, members, model.structure, bool(reml))
 
     def model_of(i: int):
         member = copy.copy(model)
@@ -346,43 +347,36 @@ def _response_data(design: GroupedData, Y, X, Z, model) -> GroupedData:
     return design._replace(Zty=jnp.asarray(Zty), Xty=jnp.asarray(Xty), yty=jnp.asarray(yty))
 
 
-def _to_original(out: batch.FitOutput, stds, structure, reml, center=None, scale=None):
-    """Map fits on standardized data back, member by member (:mod:`mixedjax.conditioning`:
-    ``θ = lower(B Λ*)``, ``β = s A β* + (μ/k) e_c``, ``cov β = s² A C* A'``, ``σ² = s² σ*²``,
-    ``-2ℓ = -2ℓ* + 2 m log s - [REML] 2 log|det A|``); ``opt`` stays on the fitted scale.
+def _to_original(out: batch.FitOutput, stds, structure, reml) -> batch.FitOutput:
+    """Map fits on standardized data back, vectorised over the ``k`` members
+    (:mod:`mixedjax.conditioning`: ``θ = lower(B Λ*)``, ``β = s A β* + (μ/c) e_c``,
+    ``cov β = s² A C* A'``, ``σ² = s² σ*²``, ``-2ℓ = -2ℓ* + 2 m log s - [REML] 2 log|det A|``);
+    ``opt`` stays on the fitted scale.
 
-    ``stds``: one :class:`~mixedjax.conditioning.Standardized` per member, or one shared
-    by all (then ``center``/``scale`` ``(k,)`` give each member's response location and
-    scale); vectorised over the members.
+    ``stds``: :class:`~mixedjax.conditioning.Standardized` of each member; its fields are
+    stacked, so a shared design may repeat one object with per-member ``y_center/y_scale``.
     """
-    k = out.objective.shape[0]
-    shared = isinstance(stds, conditioning.Standardized)
-    members = [stds] * k if shared else list(stds)
-    A = np.stack([s.x_map.matrix for s in members]) if not shared else stds.x_map.matrix[None]
-    B = np.stack([s.z_map.matrix for s in members]) if not shared else stds.z_map.matrix
-    if center is None:
-        center = np.array([s.y_center for s in members])
-        scale = np.array([s.y_scale for s in members])
-    p = A.shape[-1]
-    n_obs = np.array([float(s.data.n_obs) for s in ([stds] if shared else members)])
-    dof = n_obs - p if reml else n_obs
+    A = np.stack([s.x_map.matrix for s in stds])
+    B = np.stack([s.z_map.matrix for s in stds])
+    center = np.array([s.y_center for s in stds])
+    scale = np.array([s.y_scale for s in stds])
+    n_obs = np.array([float(s.data.n_obs) for s in stds])
+    const = np.array([-1 if s.const is None else s.const for s in stds])
+    const_value = np.array([s.const_value for s in stds])
+    dof = n_obs - A.shape[-1] if reml else n_obs
     objective = out.objective + 2.0 * dof * np.log(scale)
     if reml:
         objective = objective - 2.0 * np.linalg.slogdet(A)[1]
-    beta = scale[:, None] * np.einsum("kij,kj->ki", np.broadcast_to(A, (k, p, p)), out.beta)
-    for j, s in enumerate([stds] if shared else members):  # shared: one; else per data set
-        if s.const is not None:
-            rows = slice(None) if shared else j
-            beta[rows, s.const] += (center if shared else center[j]) / s.const_value
-    cov_beta = np.einsum("kij,kjl,kml->kim", np.broadcast_to(A, (k, p, p)), out.cov_beta,
-                         np.broadcast_to(A, (k, p, p)))  # fmt: skip
+    beta = scale[:, None] * np.einsum("kij,kj->ki", A, out.beta)
+    has = np.flatnonzero(const >= 0)
+    beta[has, const[has]] += center[has] / const_value[has]
     return out._replace(
         theta_start=conditioning.thetas_to_original(B, out.theta_start, structure),
         theta=conditioning.thetas_to_original(B, out.theta, structure),
         objective=objective,
         beta=beta,
         scale=scale**2 * out.scale,
-        cov_beta=scale[:, None, None] ** 2 * cov_beta,
+        cov_beta=scale[:, None, None] ** 2 * np.einsum("kij,kjl,kml->kim", A, out.cov_beta, A),
     )
 
 

@@ -112,19 +112,6 @@ def standardize(model, center_re: bool = True) -> Standardized:
     ``center_re=False`` only scales the ``exog_re`` columns (``B`` diagonal), which keeps
     each entry of ``θ`` in correspondence with the original one (needed for ``free`` masks).
     """
-    X_std, Z_std, x_map, z_map, const, const_value = standard_design(model, center_re)
-    y_center, y_scale = response_location_scale(model.endog[:, None], const)
-    y_std = (model.endog - y_center[0]) / y_scale[0]
-    data = group_crossprods(y_std, X_std, Z_std, model.group_codes, model.n_groups)
-    data = pad_groups(data, model.data.ZtZ.shape[0])
-    return Standardized(
-        data, float(y_center[0]), float(y_scale[0]), x_map, z_map, const, const_value
-    )
-
-
-def standard_design(model, center_re: bool = True):
-    """``(X* (n, p), Z* (n, r), x_map, z_map, c, k)``: the design part of :func:`standardize`
-    (shared by every response on that design, e.g. in :meth:`~mixedjax.MixedLM.fit_many`)."""
     X = model.exog
     const = constant_column(X)
     x_map = column_map(X, center=True)
@@ -133,8 +120,23 @@ def standard_design(model, center_re: bool = True):
     X_std, x_map = _orthonormalize(X, x_map)
     Z_std = model.exog_z.copy()
     Z_std[:, :q] = (Z_std[:, :q] - z_map.shift) / z_map.scale
+    y_center, y_scale = response_location_scale(model.endog[:, None], const)
+    y_std = (model.endog - y_center[0]) / y_scale[0]
+    data = group_crossprods(y_std, X_std, Z_std, model.group_codes, model.n_groups)
+    data = pad_groups(data, model.data.ZtZ.shape[0])
     const_value = float(X[0, const]) if const is not None else 1.0
-    return X_std, Z_std, x_map, z_map, const, const_value
+    return Standardized(
+        data, float(y_center[0]), float(y_scale[0]), x_map, z_map, const, const_value
+    )
+
+
+def standard_design(std: Standardized, model) -> tuple[np.ndarray, np.ndarray]:
+    """``(X* = X A (n, p), Z* (n, r))``: ``model``'s design through ``std``'s maps (the
+    design part of :func:`standardize`, shared by every response on that design)."""
+    Z_std = model.exog_z.copy()
+    q = model.k_re
+    Z_std[:, :q] = model.exog_z[:, :q] @ std.z_map.matrix
+    return model.exog @ std.x_map.matrix, Z_std
 
 
 def response_location_scale(Y: np.ndarray, const: int | None) -> tuple[np.ndarray, np.ndarray]:
