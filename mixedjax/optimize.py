@@ -233,10 +233,7 @@ def _newton_polish(f, free, x, value, grad, n_steps, verbose=False, gtol=0.0):
 
     def body(carry):
         x, value, grad, hess, k, accepted, done, started = carry
-        H = hess * jnp.outer(free_f, free_f) + jnp.diag(1.0 - free_f)
-        eigval, eigvec = jnp.linalg.eigh(H)
-        positive = jnp.min(eigval) > 1e-12 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
-        step = -eigvec @ ((eigvec.T @ (grad * free_f)) / jnp.where(positive, eigval, 1.0))
+        step, positive = newton_step(grad, hess, free_f)
         step = jnp.where(started, step, 0.0)
         new_value, new_grad, new_hess = evaluate(x + step)
         no_worse = new_value <= value + 1e-11 * jnp.maximum(1.0, jnp.abs(value))
@@ -280,6 +277,25 @@ def _value_grad_hessian(f):
         return value, grad, 0.5 * (hess + hess.T)
 
     return evaluate
+
+
+def newton_step(grad, hess, free_f):
+    """``(-H̃⁻¹ g, positive)`` with ``H̃`` the Hessian on the free coordinates (identity on
+    the fixed ones); ``positive``: whether ``H̃`` is positive definite (smallest eigenvalue
+    above 1e-12 of the largest). The step is only meaningful when ``positive``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> step, ok = newton_step(jnp.array([2.0, 1.0]), jnp.diag(jnp.array([4.0, 1.0])),
+        ...                        jnp.array([1.0, 1.0]))
+        >>> step.tolist(), bool(ok)
+        ([-0.5, -1.0], True)
+    """
+    H = hess * jnp.outer(free_f, free_f) + jnp.diag(1.0 - free_f)
+    eigval, eigvec = jnp.linalg.eigh(H)
+    positive = jnp.min(eigval) > 1e-12 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
+    step = -eigvec @ ((eigvec.T @ (grad * free_f)) / jnp.where(positive, eigval, 1.0))
+    return step, positive
 
 
 def _newton_direction(grad, hess, free_f):

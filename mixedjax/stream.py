@@ -51,6 +51,7 @@ from mixedjax.optimize import (
     STATUS_STALLED,
     _newton_direction,
     _scaled_grad,
+    newton_step,
 )
 
 #: Status of a member that used up a phase's evaluation budget (queued for the next phase).
@@ -158,10 +159,7 @@ def _direction(mode, curv, grad, free_f):
         return jnp.where(descent, d, -grad * free_f), ~descent
     if mode == "newton":
         return _newton_direction(grad, curv, free_f), jnp.asarray(False)
-    H = curv * jnp.outer(free_f, free_f) + jnp.diag(1.0 - free_f)
-    eigval, eigvec = jnp.linalg.eigh(H)
-    positive = jnp.min(eigval) > 1e-12 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
-    d = -eigvec @ ((eigvec.T @ (grad * free_f)) / jnp.where(positive, eigval, 1.0))
+    d, positive = newton_step(grad, curv, free_f)
     return jnp.where(positive, d, 0.0), ~positive
 
 
