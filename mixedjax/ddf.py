@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax import smallmat
 from mixedjax.covariance import CovStructure
 from mixedjax.data import GroupedData
 from mixedjax.engines import gls_from_theta, gls_from_user
@@ -55,7 +56,8 @@ def fixed_cov_varpar(varpar: jnp.ndarray, data: GroupedData, structure: CovStruc
     theta, sigma = varpar[:-1], varpar[-1]
     system = gls_from_theta(theta, data, structure).system
     p = system.shape[0] - 1
-    return sigma**2 * jnp.linalg.inv(system[:p, :p])
+    XVX = system[:p, :p]
+    return sigma**2 * smallmat.cho_solve(smallmat.cholesky(XVX), jnp.eye(p, dtype=XVX.dtype))
 
 
 def deviance_varpar(varpar, data: GroupedData, structure: CovStructure, reml: bool):

@@ -83,7 +83,7 @@ def _safe_cholesky(cov: jnp.ndarray) -> jnp.ndarray:
     """Lower Cholesky factor; exactly zero (with zero derivatives) for a zero matrix."""
     zero = jnp.all(cov == 0)
     eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
-    return jnp.where(zero, 0.0, jnp.linalg.cholesky(jnp.where(zero, eye, cov)))
+    return jnp.where(zero, 0.0, smallmat.cholesky(jnp.where(zero, eye, cov)))
 
 
 def crossed_user_to_theta(gamma: jnp.ndarray, structure: CrossedStructure):

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax import smallmat
 from mixedjax.compilation import tiered_jit
 from mixedjax.covariance import CovStructure, lower_indices_colwise
 from mixedjax.data import GroupedData
@@ -237,10 +238,10 @@ def fixed_estimates(theta: jnp.ndarray, data: GroupedData, structure: CovStructu
     sol = solve_gls(gls.system)
     p = sol.beta.shape[0]
     scale = sol.pwrss / (data.n_obs - p if reml else data.n_obs)
-    R_inv = jax.scipy.linalg.solve_triangular(sol.xvx_chol, jnp.eye(p, dtype=theta.dtype))
+    L_inv = smallmat.inverse_lower(sol.xvx_chol.T)  # (X'V₁⁻¹X)⁻¹ = L⁻ᵀL⁻¹
     objective = profiled_objective(gls, data.n_obs, reml)
     objective = jnp.where(jnp.isfinite(objective), objective, jnp.inf)  # as profiled_deviance
-    return FixedEstimates(sol.beta, scale, scale * R_inv @ R_inv.T, objective)
+    return FixedEstimates(sol.beta, scale, scale * L_inv.T @ L_inv, objective)
 
 
 @partial(tiered_jit, static_argnames=("structure", "reml"), quick_up_to=math.inf)

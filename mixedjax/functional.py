@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax import batch, estimation
+from mixedjax import batch, estimation, smallmat
 from mixedjax.covariance import CovStructure, lower_indices_colwise, theta_to_cov
 from mixedjax.data import GroupedData
 from mixedjax.likelihood import conditional_modes, profiled_deviance
@@ -192,7 +192,7 @@ def _theta_hat_jvp(structure, reml, method, maxiter, gtol, primals, tangents):
     H = jax.hessian(profiled_deviance)(theta, data, structure, reml)
     H = H * jnp.outer(free, free) + jnp.diag(fixed)
     _, cross = jax.jvp(lambda d: grad_theta(theta, d), (data,), (data_dot,))
-    theta_dot = -jnp.linalg.solve(H, cross * free) * free
+    theta_dot = -smallmat.cho_solve(smallmat.cholesky(H), (cross * free)[:, None])[:, 0] * free
     return (theta, fixed, status), (theta_dot, jnp.zeros_like(fixed), _int_zero(status))
 
 

@@ -199,9 +199,10 @@ def gls_system_cov(
     """:class:`GLSSystem` at profile-scale ``(Ψ₁, τ₁)``, valid for singular ``Ψ₁``.
 
     Uses ``log|V₁,i| = log|I + G₁ Z_i'Z_i|`` and ``Z_i'V₁,i⁻¹ = (I + Z_i'Z_i G₁)⁻¹ Z_i'``
-    (LU factorisation), so no square root of ``G₁`` is needed and derivatives with respect
-    to ``Ψ₁`` exist everywhere. Slower than :func:`gls_system_theta`; used for
-    ``loglike(params)`` and for Hessians in the user parameterization.
+    with a square root of the data, ``Z_i'Z_i = W_i W_i'`` (never of ``G₁``), so
+    derivatives with respect to ``Ψ₁`` exist everywhere. Slower than
+    :func:`gls_system_theta`; used for ``loglike(params)`` and for Hessians in the user
+    parameterization.
 
     Example:
         >>> import jax.numpy as jnp, mixedjax
@@ -217,12 +218,20 @@ def gls_system_cov(
     ]
     G = jax.scipy.linalg.block_diag(*blocks)
     r = G.shape[0]
-    M = jnp.eye(r, dtype=G.dtype) + jnp.einsum("gij,jk->gik", data.ZtZ, G)
-    _, logdets = jnp.linalg.slogdet(M)
+    # Z_i'Z_i = W_i W_i' (a data constant), so |I + Z_i'Z_i G| = |S_i| with the positive
+    # definite S_i = I + W_i' G W_i, and G (I + Z_i'Z_i G)⁻¹ = G - G W_i S_i⁻¹ W_i' G
+    # (Woodbury): Cholesky factors only, linear in G, differentiable at singular G.
+    W = jax.lax.stop_gradient(smallmat.psd_cholesky_batched(data.ZtZ))
+    GW = jnp.einsum("ij,gjk->gik", G, W)
+    S = jnp.eye(r, dtype=G.dtype) + jnp.einsum("gji,gjk->gik", W, GW)
+    chol = smallmat.cholesky(S)
     Zt_Xy = jnp.concatenate([data.ZtX, data.Zty[..., None]], axis=-1)
-    solved = jnp.einsum("ij,gjm->gim", G, jnp.linalg.solve(M, Zt_Xy))
+    G_c = jnp.einsum("ij,gjm->gim", G, Zt_Xy)
+    inner = smallmat.cho_solve(chol, jnp.einsum("gji,gjm->gim", GW, Zt_Xy))
+    solved = G_c - jnp.einsum("gij,gjm->gim", GW, inner)
     system = _crossprod_block(data) - jnp.einsum("gri,grj->ij", Zt_Xy, solved)
-    return GLSSystem(jnp.sum(logdets), 0.5 * (system + system.T))
+    logdet = 2.0 * jnp.sum(smallmat.log_diag_sum(chol))
+    return GLSSystem(logdet, 0.5 * (system + system.T))
 
 
 class GLSSolution(NamedTuple):
@@ -263,14 +272,14 @@ def solve_gls(system: jnp.ndarray) -> GLSSolution:
         1527.5
     """
     p = system.shape[0] - 1
-    R = jnp.linalg.cholesky(system).T  # upper: A = R'R
-    R_X = R[:p, :p]
-    beta = jax.scipy.linalg.solve_triangular(R_X, R[:p, p], lower=False)
+    L = smallmat.cholesky(system)  # A = L L', L = R'
+    L_X = L[:p, :p]
+    beta = smallmat.solve_upper_transposed(L_X, L[p, :p, None])[:, 0]
     return GLSSolution(
         beta=beta,
-        logdet_XVX=2.0 * jnp.sum(jnp.log(jnp.diag(R_X))),
-        pwrss=R[p, p] ** 2,
-        xvx_chol=R_X,
+        logdet_XVX=2.0 * jnp.sum(jnp.log(jnp.diag(L_X))),
+        pwrss=L[p, p] ** 2,
+        xvx_chol=L_X.T,
     )
 
 

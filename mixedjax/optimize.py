@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mixedjax import smallmat
+
 STATUS_CONVERGED = 0
 STATUS_MAXITER = 1
 STATUS_STALLED = 2
@@ -292,7 +294,7 @@ def newton_step(grad, hess, free_f):
         ([-0.5, -1.0], True)
     """
     H = hess * jnp.outer(free_f, free_f) + jnp.diag(1.0 - free_f)
-    eigval, eigvec = jnp.linalg.eigh(H)
+    eigval, eigvec = smallmat.eigh(H)
     positive = jnp.min(eigval) > 1e-12 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
     step = -eigvec @ ((eigvec.T @ (grad * free_f)) / jnp.where(positive, eigval, 1.0))
     return step, positive
@@ -302,7 +304,7 @@ def _newton_direction(grad, hess, free_f):
     """``-H̃⁻¹ g`` with ``H̃`` the Hessian on the free coordinates, eigenvalues ``|λ|``
     floored at 1e-10 of the largest, so the direction always descends."""
     H = hess * jnp.outer(free_f, free_f) + jnp.diag(1.0 - free_f)
-    eigval, eigvec = jnp.linalg.eigh(0.5 * (H + H.T))
+    eigval, eigvec = smallmat.eigh(0.5 * (H + H.T))
     floor = 1e-10 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
     eigval = jnp.maximum(jnp.abs(eigval), floor)
     return -eigvec @ ((eigvec.T @ (grad * free_f)) / eigval)

@@ -37,9 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax import smallmat
 from mixedjax.covariance import CovStructure, theta_to_cov
 from mixedjax.likelihood import profiled_deviance
 from mixedjax.optimize import minimize
+from mixedjax.watchdog import wait_ready
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class PSD(CovariancePenalty):
     """
 
     def value(self, cov: jnp.ndarray) -> jnp.ndarray:
-        chol = jnp.linalg.cholesky(cov)
+        chol = smallmat.cholesky(cov)
         out = -2.0 * self.weight * jnp.sum(jnp.log(jnp.diag(chol)))
         return jnp.where(jnp.isfinite(out), out, jnp.inf)
 
@@ -241,7 +243,7 @@ def fit_penalized(model, cov_pen, start_params, reml, free, method, maxiter, gto
         maxiter=int(maxiter),
         verbose=bool(verbose),
     )
-    theta_std = np.asarray(result.x)
+    theta_std = np.asarray(wait_ready(result, what="penalised optimiser").x)
     theta = conditioning.theta_to_original(std, theta_std, structure)
     value = conditioning.objective_to_original(std, float(result.value), model.nobs, bool(reml))
     cov, _ = theta_to_cov(jnp.asarray(theta), structure)

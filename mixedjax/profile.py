@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from mixedjax import estimation
+from mixedjax import estimation, smallmat
 from mixedjax.covariance import CovStructure, lower_indices_colwise
 from mixedjax.crossed_data import CrossedData, CrossedStructure
 from mixedjax.data import GroupedData
@@ -90,7 +90,7 @@ def sdcor_to_varpar(psi: jnp.ndarray, structure):
         corr = (
             corr.at[rows[off], cols[off]].set(block[off]).at[cols[off], rows[off]].set(block[off])
         )
-        L = jnp.linalg.cholesky(corr) * (sd / sigma)[:, None]
+        L = smallmat.cholesky(corr) * (sd / sigma)[:, None]
         parts.append(L[rows, cols])
         start += rows.size
     return jnp.concatenate(parts), sigma
