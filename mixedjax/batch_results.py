@@ -33,6 +33,7 @@ from mixedjax.data import GroupedData, pad_groups
 from mixedjax.optimize import STATUS_CONVERGED
 from mixedjax.progress import progress as progress_bar
 from mixedjax.progress import reporting
+from mixedjax.watchdog import wait_ready
 
 
 class BatchResults:
@@ -391,7 +392,7 @@ def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter, 
             slots=(batch.STREAM_SLOTS, batch.STREAM_BUDGET, batch.TAIL_SLOTS),
             report=bar.enabled,
         )  # fmt: skip
-        out = _to_numpy(out)
+        out = _to_numpy(wait_ready(out, what="fit_many stream"))
     bar.update(bar.total - bar.n)
     return out
 

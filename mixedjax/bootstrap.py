@@ -30,6 +30,7 @@ from mixedjax.optimize import minimize
 from mixedjax.predict import simulate_responses
 from mixedjax.profile import lme4_row_order, profile_names, varpar_to_sdcor
 from mixedjax.progress import progress as progress_bar
+from mixedjax.watchdog import wait_ready
 
 #: Exact-Newton polishing steps per replicate. Under ``vmap`` every replicate pays for the
 #: slowest one, and each step costs a Hessian; 3 steps after BFGS (gtol 1e-8) give the
@@ -143,7 +144,7 @@ def parametric_bootstrap(
     with progress_bar(total=n, desc="bootstrap", unit="replicates", enabled=progress) as bar:
         for lo in range(0, n, block):  # blocks of replicates, each one vmapped call
             idx = np.arange(lo, lo + block).clip(max=n - 1)  # pad the last block
-            out = refit(jnp.asarray(ys[idx]))
+            out = wait_ready(refit(jnp.asarray(ys[idx])), what="bootstrap refits")
             size = min(block, n - lo)
             parts.append([np.asarray(a)[:size] for a in out])
             bar.update(size)

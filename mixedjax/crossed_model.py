@@ -27,6 +27,7 @@ from mixedjax.optimize import (
 )
 from mixedjax.terms import RandomTerm
 from mixedjax.validation import check_full_rank
+from mixedjax.watchdog import wait_ready
 
 #: A line-search stall with scaled gradient within this factor of ``gtol`` counts as
 #: converged: the deviance of a large model is summed over many terms and its rounding
@@ -231,6 +232,7 @@ class CrossedMixedLM:
             maxiter=int(maxiter),
             newton_steps=8 if self.structure.n_dense + self.k_fe < NEWTON_MAX_DENSE else 0,
         )
+        result = wait_ready(result, what="crossed optimiser")
         theta, value, zeroed = self._snap(
             np.asarray(result.x), float(result.value), free_mask, reml
         )
