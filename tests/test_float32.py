@@ -37,3 +37,24 @@ def test_float32_fit_close_to_float64(sleep_model):
 def test_dtype_argument_errors(sleep_model):
     with pytest.raises(ValueError, match="dtype must be"):
         sleep_model.fit(dtype="float16")
+
+
+def test_float32_resolution_check_separates_optimum_from_other_points(sleep_model):
+    """The float32 convergence check (an exact float64 Newton step would gain less than
+    float32 resolves) passes at the float64 optimum and fails at the start values and at a
+    point 1% off the optimum, so it cannot pass a fit that stopped early."""
+    from mixedjax.estimation import default_start
+    from mixedjax.precision import FLOAT32_RESOLUTION, _newton_decrease
+
+    r64 = sleep_model.fit()
+    data, structure = sleep_model.data, sleep_model.structure
+    free = jnp.ones(structure.n_theta, bool)
+
+    def gain(theta):
+        return float(_newton_decrease(jnp.asarray(theta, jnp.float64), free, data,
+                                      structure=structure, reml=True))  # fmt: skip
+
+    limit = FLOAT32_RESOLUTION * abs(r64.optim.objective)
+    assert gain(r64.theta) < 1e-12 * abs(r64.optim.objective)
+    assert gain(default_start(data, structure)) > 100 * limit
+    assert gain(r64.theta * 1.01) > limit
