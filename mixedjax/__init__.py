@@ -1,6 +1,7 @@
 """mixedjax: linear mixed-effects models in JAX (statsmodels' MixedLM API, lme4's numbers).
 
-Importing mixedjax turns on JAX's float64 mode (``jax_enable_x64``); see ``_jaxconfig``.
+Importing mixedjax turns on JAX's float64 mode (``jax_enable_x64``) and JAX's persistent
+compilation cache in the user's cache directory; see ``_jaxconfig``.
 """
 
 from mixedjax import (
@@ -13,7 +14,7 @@ from mixedjax.batch_results import BatchResults, fit_models
 from mixedjax.bootstrap import parametric_bootstrap
 from mixedjax.chunked import from_chunks
 from mixedjax.compare import anova, lrt
-from mixedjax.compilation import enable_compilation_cache
+from mixedjax.compilation import disable_compilation_cache, enable_compilation_cache
 from mixedjax.covariance import MixedLMParams
 from mixedjax.crossed_model import CrossedMixedLM
 from mixedjax.crossed_results import CrossedMixedLMResults
@@ -36,6 +37,7 @@ __all__ = [
     "penalties",
     "datasets",
     "mixedlm",
+    "disable_compilation_cache",
     "enable_compilation_cache",
     "fit_models",
     "from_chunks",

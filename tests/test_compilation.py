@@ -92,3 +92,63 @@ def test_persistent_cache_serves_a_new_process(tmp_path):
     # The second process finds (nearly) every compilation of the first on disk.
     assert warm["hits"] >= cold["hits"] + cold["files"] // 2, runs
     assert warm["llf"] == cold["llf"]
+
+
+DEFAULT_CACHE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    import mixedjax
+
+    events = []
+    jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+    if len(sys.argv) > 1 and sys.argv[1] == "off":
+        mixedjax.disable_compilation_cache()
+    df = mixedjax.datasets.load("dyestuff")
+    model = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+    llf = model.fit().llf
+    print(json.dumps({"llf": llf, "dir": jax.config.jax_compilation_cache_dir,
+                      "hits": events.count("/jax/compilation_cache/cache_hits")}))
+    """
+)
+
+
+def _run_default_cache(cache_dir, *args, **env_extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MIXEDJAX_NO_CACHE", None)
+    env.update(MIXEDJAX_CACHE_DIR=str(cache_dir), **env_extra)
+    proc = subprocess.run(
+        [sys.executable, "-c", DEFAULT_CACHE_SCRIPT, *args],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cache_is_on_by_default_and_can_be_turned_off(tmp_path):
+    """``import mixedjax`` turns JAX's persistent cache on in ``MIXEDJAX_CACHE_DIR`` (else the
+    user's cache directory); a second process loads the fit from it. ``MIXEDJAX_NO_CACHE=1``
+    and :func:`mixedjax.disable_compilation_cache` keep the disk out of it."""
+    cache = tmp_path / "default"
+    cold = _run_default_cache(cache)
+    assert cold["dir"] == str(cache) and any(cache.iterdir())
+    warm = _run_default_cache(cache)
+    assert warm["hits"] > cold["hits"] and warm["llf"] == cold["llf"]
+
+    no_env = tmp_path / "env_off"
+    _run_default_cache(no_env, MIXEDJAX_NO_CACHE="1")
+    assert not no_env.exists() or not any(no_env.iterdir())
+    no_call = tmp_path / "call_off"
+    _run_default_cache(no_call, "off")
+    assert not any(f.is_file() and f.name != ".lockfile" for f in no_call.rglob("*"))
+
+
+def test_default_cache_directory_follows_platform(monkeypatch):
+    from mixedjax.compilation import default_cache_dir
+
+    monkeypatch.delenv("MIXEDJAX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/xdg-test")
+    if sys.platform.startswith("linux"):
+        assert default_cache_dir() == Path("/tmp/xdg-test/mixedjax/jax")
+    monkeypatch.setenv("MIXEDJAX_CACHE_DIR", "/tmp/elsewhere")
+    assert default_cache_dir() == Path("/tmp/elsewhere")
