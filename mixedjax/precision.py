@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax import batch, estimation, smallmat
+from mixedjax import batch, conditioning, estimation, smallmat
 from mixedjax.covariance import cov_to_theta
 from mixedjax.likelihood import profiled_deviance
 from mixedjax.optimize import STATUS_CONVERGED
@@ -97,19 +97,40 @@ def fit_float32(
     method = _check_fit_options(method, maxiter, gtol)
     gtol = max(float(gtol), FLOAT32_GTOL)
     dtype = model.data.ZtZ.dtype
+    structure = model.structure
     free_theta = model._free_mask(free)
+    # As the float64 fit: optimise on the centred and scaled design (mixedjax.conditioning),
+    # whose well-conditioned cross-products keep float32's digits; report on the original.
+    std = model._standardized(center_re=free is None)
+    std_data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), std.data)
+    if getattr(model, "mesh", None) is not None:
+        from mixedjax.sharding import shard_groups
+
+        std_data = shard_groups(std_data, model.mesh)
+    default_theta = conditioning.theta_to_original(
+        std, np.asarray(estimation.default_start(std.data, structure)), structure
+    )
     if start_params is not None:
         sp = model._as_params(start_params)
-        theta0 = cov_to_theta(sp.cov_re, sp.vcomp, model.structure)
+        theta0 = cov_to_theta(sp.cov_re, sp.vcomp, structure)
     else:
-        theta0 = np.asarray(estimation.default_start(model.data, model.structure))
+        theta0 = default_theta
         if free is not None:
-            identity = cov_to_theta(np.eye(model.k_re), np.ones(model.k_vc), model.structure)
+            identity = cov_to_theta(np.eye(model.k_re), np.ones(model.k_vc), structure)
             theta0 = np.where(free_theta, theta0, identity)
-    out = _fit_one(
-        jnp.asarray(theta0, dtype), jnp.asarray(free_theta), model.data, gtol,
-        structure=model.structure, reml=bool(reml), method=method, maxiter=int(maxiter),
+    theta0_std = conditioning.theta_to_standard(std, theta0, structure)
+    out_std = _fit_one(
+        jnp.asarray(theta0_std, dtype), jnp.asarray(free_theta), std_data, gtol,
+        structure=structure, reml=bool(reml), method=method, maxiter=int(maxiter),
     )  # fmt: skip
+    theta = conditioning.theta_to_original(
+        std, np.asarray(out_std.theta, np.float64), structure
+    ).astype(dtype)
+    x_stop = conditioning.theta_to_original(std, np.asarray(out_std.opt.x, np.float64), structure)
+    objective = conditioning.objective_to_original(
+        std, float(out_std.objective), model.nobs, bool(reml)
+    )
+    out = out_std._replace(theta=theta)
     converged, message = None, None
     if (
         reference_data is not None
@@ -117,17 +138,17 @@ def fit_float32(
         and np.isfinite(float(out.opt.value))
     ):
         decrease = float(
-            _newton_decrease(jnp.asarray(out.opt.x, jnp.float64), jnp.asarray(free_theta),
-                             reference_data, structure=model.structure, reml=bool(reml))
+            _newton_decrease(jnp.asarray(x_stop, jnp.float64), jnp.asarray(free_theta),
+                             reference_data, structure=structure, reml=bool(reml))
         )  # fmt: skip
-        if decrease <= FLOAT32_RESOLUTION * max(1.0, abs(float(out.opt.value))):
+        if decrease <= FLOAT32_RESOLUTION * max(1.0, abs(objective)):
             converged = True
             message = (
                 "converged to float32's resolution: the Newton step would lower the deviance "
                 f"by {decrease:.1e}, below what float32 resolves"
             )
     summary = OptSummary.from_opt(
-        out.opt, method=method, theta_start=theta0, theta=out.theta, objective=out.objective,
+        out.opt, method=method, theta_start=theta0, theta=theta, objective=objective,
         gtol=gtol, maxiter=maxiter, free_mask=free_theta,
         boundary=np.flatnonzero(np.asarray(out.zeroed)), converged=converged, message=message,
     )  # fmt: skip
@@ -139,8 +160,8 @@ def fit_float32(
             ConvergenceWarning,
             stacklevel=3,
         )
-    est = _estimates(out.theta, model.data, structure=model.structure, reml=bool(reml))
-    return MixedLMResults(model, np.asarray(out.theta), est, summary, bool(reml))
+    est = _estimates(jnp.asarray(theta), model.data, structure=structure, reml=bool(reml))
+    return MixedLMResults(model, theta, est, summary, bool(reml))
 
 
 @partial(jax.jit, static_argnames=("structure", "reml"))
