@@ -62,7 +62,7 @@ class OptResult(NamedTuple):
         >>> import jax.numpy as jnp
         >>> res = minimize(lambda x, a: jnp.sum((x - a) ** 2), jnp.zeros(2), jnp.array([1.0, 2.0]),
         ...                jnp.array([True, True]))
-        >>> res.x.tolist(), int(res.status), STATUS_MESSAGES[int(res.status)]
+        >>> res.x.round(12).tolist(), int(res.status), STATUS_MESSAGES[int(res.status)]
         ([1.0, 2.0], 0, 'converged: scaled gradient below gtol')
     """
 
