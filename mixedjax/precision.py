@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax import batch, conditioning, estimation, smallmat
+from mixedjax import batch, conditioning, estimation
 from mixedjax.covariance import cov_to_theta
 from mixedjax.likelihood import profiled_deviance
-from mixedjax.optimize import STATUS_CONVERGED
+from mixedjax.optimize import STATUS_CONVERGED, newton_step
 
 #: Smallest scaled-gradient tolerance used in float32 (``max|∇d| / max(1, |d|)``).
 FLOAT32_GTOL = 1e-5
@@ -176,12 +176,8 @@ def _newton_decrease(theta, free_mask, data, *, structure, reml):
 
     free = free_mask.astype(theta.dtype)
     grad = jax.grad(deviance)(theta) * free
-    H = jax.hessian(deviance)(theta) * jnp.outer(free, free) + jnp.diag(1.0 - free)
-    eigval, eigvec = smallmat.eigh(H)
-    positive = jnp.min(eigval) > 0
-    coords = eigvec.T @ grad
-    decrease = 0.5 * jnp.sum(coords**2 / jnp.where(positive, eigval, 1.0))
-    return jnp.where(positive, decrease, jnp.inf)
+    step, positive = newton_step(grad, jax.hessian(deviance)(theta), free)
+    return jnp.where(positive, -0.5 * step @ grad, jnp.inf)
 
 
 @partial(jax.jit, static_argnames=("structure", "reml"))

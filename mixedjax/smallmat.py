@@ -89,16 +89,21 @@ def _cholesky_unrolled(A):
     return jnp.stack(rows, axis=-2)
 
 
-def _cholesky_columns(A):
+def _cholesky_columns(A, psd_tol=None):
     """Left-looking Cholesky, one column per loop iteration: ``v = A[:, j] - L L[j, :]ᵀ``
-    (columns ``>= j`` of ``L`` still zero), ``L[j, j] = √v_j``, ``L[i, j] = v_i / L[j, j]``."""
+    (columns ``>= j`` of ``L`` still zero), ``L[j, j] = √v_j``, ``L[i, j] = v_i / L[j, j]``.
+    With ``psd_tol``, a pivot below ``psd_tol`` times the largest diagonal entry gives a zero
+    column (positive semi-definite ``A``)."""
     r = A.shape[-1]
     index = jnp.arange(r)
+    scale = jnp.max(jnp.abs(jnp.diagonal(A, axis1=-2, axis2=-1)), axis=-1)[..., None]
 
     def column(j, L):
         v = jnp.take(A, j, axis=-1) - jnp.einsum("...ik,...k->...i", L, jnp.take(L, j, axis=-2))
-        d = jnp.sqrt(jnp.take(v, j, axis=-1))[..., None]
-        col = jnp.where(index > j, v / d, jnp.where(index == j, d, 0.0))
+        pivot = jnp.take(v, j, axis=-1)[..., None]
+        ok = jnp.ones_like(pivot, bool) if psd_tol is None else pivot > psd_tol * scale
+        d = jnp.sqrt(jnp.where(ok, pivot, 1.0))
+        col = jnp.where(ok & (index > j), v / d, jnp.where(ok & (index == j), d, 0.0))
         return jnp.where(index == j, col[..., :, None], L)
 
     return jax.lax.fori_loop(0, r, column, jnp.zeros_like(A))
@@ -132,20 +137,7 @@ def psd_cholesky_batched(A: jnp.ndarray, tol: float = 1e-10) -> jnp.ndarray:
         >>> psd_cholesky_batched(jnp.array([[[4.0, 2.0], [2.0, 1.0]]])).tolist()
         [[[2.0, 0.0], [1.0, 0.0]]]
     """
-    r = A.shape[-1]
-    index = jnp.arange(r)
-    scale = jnp.max(jnp.abs(jnp.diagonal(A, axis1=-2, axis2=-1)), axis=-1)[..., None]
-
-    def column(j, W):
-        v = jnp.take(A, j, axis=-1) - jnp.einsum("...ik,...k->...i", W, jnp.take(W, j, axis=-2))
-        pivot = jnp.take(v, j, axis=-1)[..., None]
-        ok = pivot > tol * scale
-        d = jnp.sqrt(jnp.where(ok, pivot, 1.0))
-        col = jnp.where(index > j, v / d, jnp.where(index == j, d, 0.0))
-        col = jnp.where(ok, col, 0.0)
-        return jnp.where(index == j, col[..., :, None], W)
-
-    return jax.lax.fori_loop(0, r, column, jnp.zeros_like(A))
+    return _cholesky_columns(A, psd_tol=tol)
 
 
 # ---------------------------------------------------------------------- triangular solves
