@@ -108,7 +108,7 @@ def run(k: int, sample: int, seed: int = 0, n_fresh: int = 50) -> dict:
         out[f"converged_{method}"] = int(np.sum(batches[method].converged))
         print(method, out[f"cold_s_{method}"], out[f"warm_s_{method}"], file=sys.stderr)
     batch = batches["bfgs"]
-    from mixedjax import batch as batch_module
+    from mixedjax.batch import kernels as batch_module
 
     out["slots"], out["budget"] = batch_module.STREAM_SLOTS, batch_module.STREAM_BUDGET
     out["refitted"] = int(batch.refitted.size)

@@ -60,8 +60,8 @@ def main(argv=None) -> None:
     import jax
 
     from mixedjax import MixedLM
-    from mixedjax.data import group_crossprods
-    from mixedjax.formula import design_from_formulas
+    from mixedjax.design.groups import group_crossprods
+    from mixedjax.spec.formula import design_from_formulas
 
     record("import mixedjax", time.perf_counter() - t0)
 

@@ -8,7 +8,7 @@ Usage (from the repository root)::
 
 Every figure is wall clock, best of ``--reps`` after a warm-up call (compile times excepted:
 those are one ``jit(...).lower(...).compile()`` each, for a group count not compiled before
-in the process). Optimiser variants call :func:`mixedjax.optimize.minimize` directly with a
+in the process). Optimiser variants call :func:`mixedjax.fit.optimize.minimize` directly with a
 different number of Newton polishing steps; they are diagnostics, not API. Writes the
 ``profile_fit`` section of ``benchmarks/RESULTS.md``.
 """
@@ -35,12 +35,13 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from mixedjax import MixedLM, estimation
-    from mixedjax.data import group_crossprods
-    from mixedjax.formula import design_from_formulas
-    from mixedjax.likelihood import profiled_deviance
-    from mixedjax.optimize import minimize
-    from mixedjax.results import MixedLMResults
+    from mixedjax import MixedLM
+    from mixedjax.design.groups import group_crossprods
+    from mixedjax.engines.onefactor import profiled_deviance
+    from mixedjax.fit import estimation
+    from mixedjax.fit.optimize import minimize
+    from mixedjax.results.mixedlm import MixedLMResults
+    from mixedjax.spec.formula import design_from_formulas
 
     def best(fn, reps=args.reps):
         jax.block_until_ready(fn())

@@ -17,8 +17,8 @@ import numpy as np
 
 import mixedjax
 from mixedjax import functional as F
-from mixedjax.data import group_crossprods
-from mixedjax.sharding import global_data_from_local, group_mesh
+from mixedjax.design.groups import group_crossprods
+from mixedjax.fit.sharding import global_data_from_local, group_mesh
 
 
 def main() -> None:

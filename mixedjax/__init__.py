@@ -8,19 +8,19 @@ from mixedjax import (
     _jaxconfig,  # noqa: F401  (float64 on import)
     datasets,
     functional,
-    penalties,
 )
-from mixedjax.batch_results import BatchResults, fit_models
-from mixedjax.bootstrap import parametric_bootstrap
-from mixedjax.chunked import from_chunks
-from mixedjax.compare import anova, lrt
-from mixedjax.compilation import disable_compilation_cache, enable_compilation_cache
-from mixedjax.covariance import MixedLMParams
-from mixedjax.crossed_model import CrossedMixedLM
-from mixedjax.crossed_results import CrossedMixedLMResults
-from mixedjax.model import ConvergenceWarning, MixedLM
-from mixedjax.results import MixedLMResults, OptSummary
-from mixedjax.structure import mixedlm
+from mixedjax.batch.results import BatchResults, fit_models
+from mixedjax.core.compilation import disable_compilation_cache, enable_compilation_cache
+from mixedjax.core.covariance import MixedLMParams
+from mixedjax.fit.options import ConvergenceWarning
+from mixedjax.inference.bootstrap import parametric_bootstrap
+from mixedjax.inference.compare import anova, lrt
+from mixedjax.model import penalties
+from mixedjax.model.chunked import from_chunks
+from mixedjax.model.crossed import CrossedMixedLM
+from mixedjax.model.mixedlm import MixedLM, mixedlm
+from mixedjax.results.crossed import CrossedMixedLMResults
+from mixedjax.results.mixedlm import MixedLMResults, OptSummary
 
 __all__ = [
     "BatchResults",

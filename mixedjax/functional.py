@@ -1,6 +1,6 @@
 """Functional API: pure functions on a data pytree that compose with ``jit``, ``vmap``, ``grad``.
 
-The data pytree is :class:`~mixedjax.data.GroupedData`, built from arrays by
+The data pytree is :class:`~mixedjax.design.groups.GroupedData`, built from arrays by
 :func:`make_data` with ``jnp`` operations (differentiable with respect to ``y``, ``X`` and
 ``Z``). On it:
 
@@ -39,10 +39,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax import batch, estimation, smallmat
-from mixedjax.covariance import CovStructure, lower_indices_colwise, theta_to_cov
-from mixedjax.data import GroupedData
-from mixedjax.likelihood import conditional_modes, profiled_deviance
+from mixedjax.batch import kernels as batch
+from mixedjax.core import smallmat
+from mixedjax.core.covariance import CovStructure, lower_indices_colwise, theta_to_cov
+from mixedjax.design.groups import GroupedData
+from mixedjax.engines.onefactor import conditional_modes, profiled_deviance
+from mixedjax.fit import estimation
 
 
 class Fit(NamedTuple):
@@ -57,7 +59,7 @@ class Fit(NamedTuple):
         cov_beta: ``(p, p)`` ``σ² (X'V⁻¹X)⁻¹``.
         objective: ``()`` ``-2 log L`` (REML criterion for REML).
         converged: ``()`` bool, the optimiser met ``gtol``.
-        status: ``()`` the optimiser's status code (:data:`mixedjax.optimize.STATUS_MESSAGES`).
+        status: ``()`` the optimiser's status code (:data:`mixedjax.fit.optimize.STATUS_MESSAGES`).
     """
 
     theta: jnp.ndarray
@@ -84,7 +86,7 @@ def make_data(y, X, Z, group_codes, n_groups: int, dtype=None) -> GroupedData:
         dtype: ``None`` (float64) or ``"float32"``.
 
     Returns:
-        :class:`~mixedjax.data.GroupedData`; memory ``O(n r max(r, p))`` while building.
+        :class:`~mixedjax.design.groups.GroupedData`; memory ``O(n r max(r, p))`` while building.
 
     Example:
         >>> import numpy as np, pandas as pd
@@ -217,7 +219,7 @@ def fit(
     ``X``, ``Z``) by implicit differentiation (module docstring).
 
     Args:
-        data: :class:`~mixedjax.data.GroupedData`.
+        data: :class:`~mixedjax.design.groups.GroupedData`.
         structure: random-effects structure (default: unstructured over all of ``Z``).
         reml: REML if true, else ML.
         method, maxiter: optimiser settings.

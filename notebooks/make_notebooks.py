@@ -53,7 +53,7 @@ result  # rendered as a table in a notebook (result._repr_html_)""",
     ("md", "Variance components as lme4 prints them (`VarCorr`), and as a data frame:"),
     (
         "code",
-        """from mixedjax.display import varcorr_table
+        """from mixedjax.display.varcorr import varcorr_table
 
 print(varcorr_table(result).to_string(index=False))
 result.varcorr()""",
@@ -240,7 +240,7 @@ import numpy as np
 import pandas as pd
 
 import mixedjax
-from mixedjax.display import varcorr_table
+from mixedjax.display.varcorr import varcorr_table
 
 REFERENCE = Path("..") / "tests" / "reference"
 
@@ -673,7 +673,7 @@ intervals.""",
 
 import mixedjax
 from mixedjax import MixedLM
-from mixedjax.plots import profile_zeta
+from mixedjax.display.plots import profile_zeta
 
 df = mixedjax.datasets.load("sleepstudy")
 model = MixedLM.from_formula("Reaction ~ Days", df, groups="Subject", re_formula="~Days")

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax.batch_results import fit_models
-from mixedjax.data import pad_groups
-from mixedjax.estimation import deviance
+from mixedjax.batch.results import fit_models
+from mixedjax.design.groups import pad_groups
+from mixedjax.fit.estimation import deviance
 
 RTOL = 1e-8
 
@@ -140,7 +140,7 @@ def test_tiny_slots_force_refills_and_the_tail_phase(sleep, monkeypatch):
     """With 2 slots, a phase budget of 5 evaluations and 1 tail slot, every member is
     loaded into a recycled slot and most finish in the tail phase (carrying BFGS's curvature
     across phases); results still equal the single fits."""
-    from mixedjax import batch
+    from mixedjax.batch import kernels as batch
 
     _, model, Y, _ = sleep
     monkeypatch.setattr(batch, "STREAM_SLOTS", 2)
@@ -170,7 +170,8 @@ def test_newton_method_equals_bfgs(sleep):
 def test_unconverged_members_are_refitted_by_the_single_fit(sleep, monkeypatch):
     """A member the streaming optimiser leaves unconverged (simulated here by spoiling its
     output) is refitted by ``MixedLM.fit`` and then equals the single fit."""
-    from mixedjax import batch, optimize
+    from mixedjax.batch import kernels as batch
+    from mixedjax.fit import optimize
 
     _, model, Y, _ = sleep
     real = batch.fit_stream

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax.chunked import from_chunks
+from mixedjax.model.chunked import from_chunks
 
 
 def _chunks(df, size, seed=0):

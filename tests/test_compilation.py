@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import mixedjax
-from mixedjax import estimation
+from mixedjax.fit import estimation
 
 ROOT = Path(__file__).parents[1]
 
@@ -60,7 +60,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import jax
     import mixedjax
-    from mixedjax.compilation import enable_compilation_cache
+    from mixedjax.core.compilation import enable_compilation_cache
 
     events = []
     jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
@@ -144,7 +144,7 @@ def test_cache_is_on_by_default_and_can_be_turned_off(tmp_path):
 
 
 def test_default_cache_directory_follows_platform(monkeypatch):
-    from mixedjax.compilation import default_cache_dir
+    from mixedjax.core.compilation import default_cache_dir
 
     monkeypatch.delenv("MIXEDJAX_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/xdg-test")

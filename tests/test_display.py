@@ -11,7 +11,8 @@ import pytest
 from conftest import load_reference
 
 import mixedjax
-from mixedjax.display import TextTable, text_tables, varcorr_table
+from mixedjax.display.text import TextTable, text_tables
+from mixedjax.display.varcorr import varcorr_table
 
 
 def _fit(name):
@@ -197,7 +198,7 @@ def test_crossed_results_html():
 
 
 def test_batch_results_html(sleep, monkeypatch):
-    from mixedjax import display_html
+    from mixedjax.display import html as display_html
 
     _, model, res = sleep
     Y = model.endog[:, None] * np.array([1.0, 2.0, 3.0])

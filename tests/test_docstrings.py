@@ -4,17 +4,15 @@ everyday use, deliverable 5), and the examples run and print what they say."""
 import doctest
 import importlib
 import pkgutil
-from pathlib import Path
 
 import pytest
 
 import mixedjax
 
-PACKAGE_DIR = Path(mixedjax.__file__).parent
 MODULES = sorted(
-    "mixedjax." + m.name
-    for m in pkgutil.walk_packages([str(PACKAGE_DIR)])
-    if not m.name.startswith("_")
+    m.name
+    for m in pkgutil.walk_packages(mixedjax.__path__, prefix="mixedjax.")
+    if not m.name.rsplit(".", 1)[-1].startswith("_")
 )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import mixedjax
 from mixedjax import functional as F
-from mixedjax.data import group_crossprods
+from mixedjax.design.groups import group_crossprods
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 from inference_helpers import fit_reference
 
 import mixedjax
-from mixedjax.estimation import deviance
+from mixedjax.fit.estimation import deviance
 
 
 def test_bootstrap_replicates_equal_ordinary_fits():

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from inference_helpers import fit_reference
 
-from mixedjax import ddf
-from mixedjax.bootstrap import refit_batch
-from mixedjax.data import GroupedData
-from mixedjax.distributions import t_ppf
+from mixedjax.core.distributions import t_ppf
+from mixedjax.design.groups import GroupedData
+from mixedjax.inference import ddf
+from mixedjax.inference.bootstrap import refit_batch
 
 
 @pytest.mark.slow

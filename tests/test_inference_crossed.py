@@ -16,8 +16,8 @@ import pytest
 from conftest import load_reference
 
 import mixedjax
-from mixedjax.crossed_model import CrossedMixedLM
-from mixedjax.terms import RandomTerm
+from mixedjax.model.crossed import CrossedMixedLM
+from mixedjax.spec.terms import RandomTerm
 
 RTOL = 1e-4
 

@@ -65,7 +65,7 @@ def test_coef_table_columns_and_reference_distributions():
         asym["upper"] - asym["estimate"], 1.959963984540054 * asym["se"], rtol=1e-10
     )
     # R: 2 * pt(-36.838, 17) = 1.17105119314314e-17 ; 2 * pt(-6.77, 17) = 3.2728442648769e-06
-    from mixedjax.distributions import t_sf_two_sided
+    from mixedjax.core.distributions import t_sf_two_sided
 
     np.testing.assert_allclose(t_sf_two_sided(36.838, 17), 1.17105119314314e-17, rtol=1e-8)
     np.testing.assert_allclose(t_sf_two_sided(-6.77, 17), 3.2728442648769e-06, rtol=1e-9)

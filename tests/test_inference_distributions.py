@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from mixedjax.distributions import chi2_sf, f_sf, norm_ppf, t_ppf, t_sf_two_sided
-from mixedjax.hypothesis import parse_hypothesis
+from mixedjax.core.distributions import chi2_sf, f_sf, norm_ppf, t_ppf, t_sf_two_sided
+from mixedjax.inference.hypothesis import parse_hypothesis
 
 
 def test_t_against_r():

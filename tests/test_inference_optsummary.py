@@ -4,7 +4,7 @@ boundary at the optimum (issue 4, deliverable 7), consistent with ``check_conver
 import numpy as np
 from inference_helpers import fit_reference
 
-from mixedjax.results import OptSummary
+from mixedjax.results.mixedlm import OptSummary
 
 
 def test_summary_reports_gradient_and_hessian_eigenvalues():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from inference_helpers import fit_reference
 
-from mixedjax.covariance import MixedLMParams
+from mixedjax.core.covariance import MixedLMParams
 
 
 def _check(case):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from inference_helpers import fit_reference
 
-from mixedjax import inference
+from mixedjax.engines import information as inference
 
 
 def _fd_hessian(f, x, h):

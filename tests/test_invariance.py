@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax.data import pad_groups
-from mixedjax.estimation import deviance, estimates_at
+from mixedjax.design.groups import pad_groups
+from mixedjax.fit.estimation import deviance, estimates_at
 
 RTOL = 1e-8
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mixedjax
-from mixedjax.covariance import MixedLMParams
+from mixedjax.core.covariance import MixedLMParams
 
 
 def _problem(seed: int, n_groups: int = 7, k_re: int = 2):

@@ -2,7 +2,7 @@
 
 jaxlib 0.10.0-0.10.2 deadlock on the CPU when two batched LAPACK calls run at once
 (``docs/jaxlib_lapack_deadlock.md``); a fit with 14 random effects per group hung for ever.
-mixedjax's kernels do their small linear algebra in plain XLA (:mod:`mixedjax.smallmat`), so
+mixedjax's kernels do their small linear algebra in plain XLA (:mod:`mixedjax.core.smallmat`), so
 this holds for every jaxlib. The test lowers the programs behind the everyday paths (single
 fits with 2, 5 and 14 random effects per group, estimates, the saddle check's Hessian, the
 information matrix behind the standard errors, ``fit_many``, the bootstrap and the
@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import mixedjax
-from mixedjax import estimation, inference, safeguards
+from mixedjax.engines import information as inference
+from mixedjax.fit import estimation, safeguards
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from sweep_fit import make_data  # noqa: E402

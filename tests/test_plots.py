@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import mixedjax  # noqa: E402
-from mixedjax import plots  # noqa: E402
+from mixedjax.display import plots  # noqa: E402
 
 
 @pytest.fixture(scope="module")

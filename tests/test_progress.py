@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax import progress as progress_module
-from mixedjax.progress import Progress, TextBar, progress, progress_enabled, set_progress
+from mixedjax.core import progress as progress_module
+from mixedjax.core.progress import Progress, TextBar, progress, progress_enabled, set_progress
 
 
 class _TTY(io.StringIO):
@@ -114,7 +114,7 @@ def dyestuff_fit():
 
 
 def test_bootstrap_progress_per_block(dyestuff_fit, capsys, monkeypatch):
-    from mixedjax import bootstrap
+    from mixedjax.inference import bootstrap
 
     quiet = dyestuff_fit.parametric_bootstrap(6, seed=3)  # one block, silent by default
     assert capsys.readouterr() == ("", "")
@@ -140,7 +140,7 @@ def test_profile_progress_per_parameter(dyestuff_fit, capsys):
 
 
 def test_fit_many_and_fit_models_progress(dyestuff_fit, capsys, monkeypatch):
-    from mixedjax import batch
+    from mixedjax.batch import kernels as batch
 
     model = dyestuff_fit.model
     monkeypatch.setattr(batch, "STREAM_SLOTS", 2)  # 4 responses through 2 slots

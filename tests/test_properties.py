@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mixedjax
-from mixedjax import estimation
-from mixedjax.covariance import CovStructure
-from mixedjax.data import group_crossprods, pad_groups
-from mixedjax.likelihood import profiled_deviance
+from mixedjax.core.covariance import CovStructure
+from mixedjax.design.groups import group_crossprods, pad_groups
+from mixedjax.engines.onefactor import profiled_deviance
+from mixedjax.fit import estimation
 
 N_GROUPS = 6
 FEW = settings(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import mixedjax
-from mixedjax.sharding import group_mesh
+from mixedjax.fit.sharding import group_mesh
 
 ROOT = Path(__file__).parents[1]
 

@@ -1,4 +1,4 @@
-"""Pure-XLA small linear algebra (``mixedjax.smallmat``) against numpy's LAPACK.
+"""Pure-XLA small linear algebra (``mixedjax.core.smallmat``) against numpy's LAPACK.
 
 Oracles: ``np.linalg`` for values; ``jnp.linalg`` (LAPACK and JAX's own derivative rules)
 for gradients and Hessian-vector products (forward over reverse, as the Newton polish uses).
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixedjax import smallmat
+from mixedjax.core import smallmat
 
 SIZES = (1, 2, 3, 4, 7, 14)
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax import crossed_data
+from mixedjax.design import crossed as crossed_data
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax import crossed, crossed_data
-from mixedjax.crossed_model import deviance_at, estimates_at
+from mixedjax.design import crossed as crossed_data
+from mixedjax.engines import crossed
+from mixedjax.fit.crossed import deviance_at, estimates_at
 
 
 def _build():
@@ -169,8 +170,8 @@ def test_nested_model_through_crossed_engine_matches_core():
     """pastes (batch/cask) through the crossed engine equals the core's per-group fit."""
     from conftest import load_reference
 
-    from mixedjax.crossed_model import CrossedMixedLM
-    from mixedjax.structure import lme4_design
+    from mixedjax.model.crossed import CrossedMixedLM
+    from mixedjax.model.lme4 import lme4_design
 
     ref, data = load_reference("pastes_reml")
     endog, exog, terms = lme4_design(ref["lme4_formula"], data)

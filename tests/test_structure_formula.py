@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import mixedjax
-from mixedjax.lme4_formula import parse_formula
-from mixedjax.structure import lme4_design, one_factor_plan
+from mixedjax.model.lme4 import lme4_design, one_factor_plan
+from mixedjax.spec.lme4_formula import parse_formula
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from conftest import load_reference
 
 import mixedjax
-from mixedjax import statsmodels_crossed
+from mixedjax.model import statsmodels_crossed
 
 
 def _exog_vc(data):

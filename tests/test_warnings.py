@@ -14,9 +14,10 @@ import pytest
 from conftest import load_reference
 
 import mixedjax
-from mixedjax import ConvergenceWarning, safeguards
-from mixedjax.optimize import STATUS_MAXITER, STATUS_NONFINITE, STATUS_STALLED
-from mixedjax.results import OptSummary
+from mixedjax import ConvergenceWarning
+from mixedjax.fit import safeguards
+from mixedjax.fit.optimize import STATUS_MAXITER, STATUS_NONFINITE, STATUS_STALLED
+from mixedjax.results.mixedlm import OptSummary
 
 ONE_FACTOR = ["sleepstudy", "dyestuff", "dyestuff2", "orthodont", "mathachieve"]
 
@@ -162,7 +163,7 @@ def test_every_failure_names_its_criterion_and_a_remedy(status, saddle, must_con
 
 
 def test_non_finite_estimates_stop_with_a_named_error():
-    from mixedjax.estimation import Estimates
+    from mixedjax.fit.estimation import Estimates
 
     est = Estimates(
         beta=np.array([1.0, np.nan]),

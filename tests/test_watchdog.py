@@ -1,4 +1,4 @@
-"""The host never waits for ever on a compiled computation (``mixedjax.watchdog``).
+"""The host never waits for ever on a compiled computation (``mixedjax.core.watchdog``).
 
 A stand-in for a ``jax.Array`` that is never ready plays the deadlocked runtime: the wait
 must end with ``ComputationStalled`` after the stall limit. While the process is busy (a
@@ -16,7 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import pytest
 
-from mixedjax import watchdog
+from mixedjax.core import watchdog
 
 
 class NeverReady:

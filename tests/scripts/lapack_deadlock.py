@@ -6,7 +6,7 @@ the same time. Each batched LAPACK kernel splits its batch into tasks on that sa
 blocks until they finish; with every pool thread blocked so, nothing runs them.
 
 ``python lapack_deadlock.py`` hangs on an affected jaxlib (at 0% CPU) and prints
-``finished`` on others. ``--watchdog SECONDS`` waits through :func:`mixedjax.watchdog.
+``finished`` on others. ``--watchdog SECONDS`` waits through :func:`mixedjax.core.watchdog.
 wait_ready` instead and prints ``stalled`` when it catches the deadlock.
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
     b = jax.random.normal(key, (128, 14, 64))
     out = batched_solves(A, b)
     if "--watchdog" in sys.argv:
-        from mixedjax.watchdog import ComputationStalled, wait_ready
+        from mixedjax.core.watchdog import ComputationStalled, wait_ready
 
         limit = float(sys.argv[sys.argv.index("--watchdog") + 1])
         try:

@@ -1,0 +1,1 @@
+"""Many fits at once: vmapped kernels and batch results."""

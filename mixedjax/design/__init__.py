@@ -1,0 +1,1 @@
+"""Data layouts built once per model: per-group and crossed cross-products."""

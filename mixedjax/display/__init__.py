@@ -1,0 +1,1 @@
+"""Display of results: text tables, HTML, plots."""

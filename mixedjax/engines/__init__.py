@@ -1,0 +1,2 @@
+"""Likelihood engines: pure kernels for one grouping factor (vmapped per group) and for
+crossed factors (blocked Cholesky)."""

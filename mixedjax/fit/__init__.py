@@ -1,0 +1,1 @@
+"""Fitting: the optimiser, the compiled fitting kernels, conditioning, safeguards, devices."""

@@ -1,0 +1,268 @@
+"""Jitted fitting kernels: start values, the optimiser run, boundary handling, estimates.
+
+These are the pure pieces behind :meth:`mixedjax.MixedLM.fit`; the functional API reuses
+them. Compiled functions are cached by JAX on ``(structure, reml, method)`` and array shapes,
+so refitting a model of the same shape never recompiles.
+"""
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixedjax.core import smallmat
+from mixedjax.core.compilation import tiered_jit
+from mixedjax.core.covariance import CovStructure, lower_indices_colwise
+from mixedjax.design.groups import GroupedData
+from mixedjax.engines.onefactor import (
+    conditional_modes,
+    gls_system_theta,
+    profiled_deviance,
+    profiled_objective,
+    solve_gls,
+)
+from mixedjax.fit.optimize import OptResult, minimize
+
+#: θ entries whose lower bound is 0 and which are below this are tried at exactly 0.
+BOUNDARY_PROBE = 1e-3
+#: lme4's ``isSingular`` tolerance.
+SINGULAR_TOL = 1e-4
+
+
+@partial(jax.jit, static_argnames=("structure",))
+def default_start(data: GroupedData, structure: CovStructure) -> jnp.ndarray:
+    """Data-based starting ``θ``: diagonal, each random effect worth one residual variance.
+
+    For a random-effect column ``z_j`` the start is ``θ_jj = 1/rms(z_j)`` (so ``1`` for an
+    intercept, as in lme4, and a smaller value for a slope on a covariate with a large
+    spread); off-diagonal entries start at 0.
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> default_start(m.data, m.structure).tolist()
+        [1.0]
+    """
+    diag_totals = jnp.sum(jnp.diagonal(data.ZtZ, axis1=-2, axis2=-1), axis=0)  # (r,)
+    q = structure.k_re
+    re_ms = diag_totals[:q] / data.n_obs
+    vc_ms = []
+    start = q
+    for size in structure.vc_sizes:
+        vc_ms.append(jnp.sum(diag_totals[start : start + size]) / data.n_obs)
+        start += size
+    mean_square = jnp.concatenate([re_ms, jnp.asarray(vc_ms, dtype=re_ms.dtype).reshape(-1)])
+    scale = 1.0 / jnp.sqrt(jnp.where(mean_square > 0, mean_square, 1.0))
+    diag_mask = jnp.asarray(structure.diagonal_theta_mask())
+    diag_index = jnp.cumsum(diag_mask) - 1
+    return jnp.where(diag_mask, scale[diag_index], 0.0)
+
+
+@partial(tiered_jit, static_argnames=("structure", "reml", "method", "maxiter", "verbose"))
+def fit_theta(
+    theta0: jnp.ndarray,
+    free_mask: jnp.ndarray,
+    data: GroupedData,
+    gtol: float,
+    *,
+    structure: CovStructure,
+    reml: bool,
+    method: str = "lbfgs",
+    maxiter: int = 500,
+    verbose: bool = False,
+) -> OptResult:
+    """Minimise the profiled deviance over the free entries of ``θ``.
+
+    ``verbose`` prints the optimiser's trace (:func:`mixedjax.fit.optimize.print_trace`).
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> res = fit_theta(jnp.array([1.0]), jnp.array([True]), m.data, 1e-9,
+        ...                 structure=m.structure, reml=True)
+        >>> round(float(res.x[0]), 5), round(float(res.value), 6), int(res.status)
+        (0.84832, 319.654277, 0)
+    """
+
+    def objective(theta, data):
+        return profiled_deviance(theta, data, structure, reml)
+
+    return minimize(
+        objective,
+        theta0,
+        data,
+        free_mask,
+        method=method,
+        maxiter=maxiter,
+        gtol=gtol,
+        verbose=verbose,
+    )
+
+
+@partial(tiered_jit, static_argnames=("structure", "reml"), quick_up_to=math.inf)
+def deviance(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
+    """Jitted :func:`~mixedjax.engines.onefactor.profiled_deviance`.
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> round(float(deviance(theta, m.data, structure=m.structure, reml=True)), 6)
+        319.654277
+    """
+    return profiled_deviance(theta, data, structure, reml)
+
+
+def snap_to_boundary(
+    theta: np.ndarray,
+    value: float,
+    free_mask: np.ndarray,
+    data: GroupedData,
+    structure: CovStructure,
+    reml: bool,
+) -> tuple[np.ndarray, float, tuple[int, ...]]:
+    """Set near-zero standard-deviation-like entries of ``θ`` to exactly zero.
+
+    With unconstrained ``θ`` a variance on its boundary is approached like ``θ_jj → 0``
+    but never reached. Each small entry (``|θ_jj| < BOUNDARY_PROBE``), together with the
+    entries below it in its column of ``L``, is set to 0 and kept there if the deviance
+    does not get worse (up to 1e-10 relative). Also makes the diagonal of ``L``
+    non-negative (flipping a column's sign leaves ``Λ Λ'`` unchanged).
+
+    Returns:
+        ``(theta, deviance, indices set to zero)``.
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> import numpy as np
+        >>> theta_hat, value, zeroed = snap_to_boundary(
+        ...     np.array([-0.8483]), 319.6543, np.array([True]), m.data, m.structure, reml=True)
+        >>> theta_hat.tolist(), zeroed   # sign made positive; nothing near the boundary
+        ([0.8483], ())
+    """
+    theta = np.array(theta, dtype=float)
+    free_mask = np.asarray(free_mask, dtype=bool)
+    k_re2 = structure.k_re2
+    rows, cols = lower_indices_colwise(structure.k_re)
+    # column of L each θ entry belongs to (-1 for variance components)
+    column = np.concatenate([cols, np.full(structure.k_vc, -1)])
+    for j in range(structure.k_re):  # sign convention: columns of L with non-negative diagonal
+        diag = np.flatnonzero((cols == j) & (rows == j))[0]
+        if theta[diag] < 0:
+            theta[column == j] = -theta[column == j]
+    theta[k_re2:] = np.abs(theta[k_re2:])
+
+    diag_mask = structure.diagonal_theta_mask()
+    candidates = np.flatnonzero(diag_mask & free_mask & (np.abs(theta) < BOUNDARY_PROBE))
+    zeroed: list[int] = []
+    for idx in candidates:  # loop over a handful of parameters, not groups
+        trial = theta.copy()
+        if idx < k_re2:
+            trial[(column == column[idx]) & free_mask] = 0.0
+        else:
+            trial[idx] = 0.0
+        trial_value = float(deviance(jnp.asarray(trial), data, structure=structure, reml=reml))
+        if np.isfinite(trial_value) and trial_value <= value + 1e-10 * max(1.0, abs(value)):
+            theta, value = trial, min(value, trial_value)
+            zeroed.append(int(idx))
+    return theta, value, tuple(zeroed)
+
+
+class Estimates(NamedTuple):
+    """Everything the results need at ``θ̂`` (profile scale unless said otherwise).
+
+    Attributes:
+        beta: ``(p,)`` fixed effects.
+        scale: ``()`` σ².
+        cov_beta: ``(p, p)`` ``σ² (X'V⁻¹X)⁻¹`` (lme4's ``vcov``).
+        blups: ``(n_groups, r)`` conditional modes of the random effects (data scale).
+        cond_cov: ``(n_groups, r, r)`` conditional covariances (data scale).
+        objective: ``()`` ``-2 log L`` (REML criterion for REML).
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> est = estimates_at(theta, m.data, structure=m.structure, reml=True)
+        >>> round(float(est.scale), 2), est.blups.shape, est.cond_cov.shape
+        (2451.25, (8, 1), (8, 1, 1))
+    """
+
+    beta: jnp.ndarray
+    scale: jnp.ndarray
+    cov_beta: jnp.ndarray
+    blups: jnp.ndarray
+    cond_cov: jnp.ndarray
+    objective: jnp.ndarray
+
+
+class FixedEstimates(NamedTuple):
+    """The fixed-effects part of :class:`Estimates` (no ``(n_groups, r)`` arrays).
+
+    Attributes:
+        beta: ``(p,)``; scale: ``()`` σ²; cov_beta: ``(p, p)``; objective: ``()`` ``-2 log L``.
+    """
+
+    beta: jnp.ndarray
+    scale: jnp.ndarray
+    cov_beta: jnp.ndarray
+    objective: jnp.ndarray
+
+
+def fixed_estimates(theta: jnp.ndarray, data: GroupedData, structure: CovStructure, reml: bool):
+    """β̂, σ², ``σ² (X'V⁻¹X)⁻¹`` and the deviance at ``θ`` from one pass over the groups
+    (pure; vmappable).
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> f = fixed_estimates(theta, m.data, m.structure, reml=True)
+        >>> round(float(f.beta[0]), 4), round(float(f.objective), 6)
+        (1527.5, 319.654277)
+    """
+    gls = gls_system_theta(theta, data, structure)
+    sol = solve_gls(gls.system)
+    p = sol.beta.shape[0]
+    scale = sol.pwrss / (data.n_obs - p if reml else data.n_obs)
+    L_inv = smallmat.inverse_lower(sol.xvx_chol.T)  # (X'V₁⁻¹X)⁻¹ = L⁻ᵀL⁻¹
+    objective = profiled_objective(gls, data.n_obs, reml)
+    objective = jnp.where(jnp.isfinite(objective), objective, jnp.inf)  # as profiled_deviance
+    return FixedEstimates(sol.beta, scale, scale * L_inv.T @ L_inv, objective)
+
+
+@partial(tiered_jit, static_argnames=("structure", "reml"), quick_up_to=math.inf)
+def estimates_at(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
+    """Fixed effects, σ², their covariance and the BLUPs at ``θ``.
+
+    Example:
+        >>> import jax.numpy as jnp, mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
+        >>> round(float(estimates_at(theta, m.data, structure=m.structure, reml=True).beta[0]), 4)
+        1527.5
+    """
+    fixed = fixed_estimates(theta, data, structure, reml)
+    blups, cond_cov = conditional_modes(theta, fixed.beta, data, structure)
+    return Estimates(
+        beta=fixed.beta,
+        scale=fixed.scale,
+        cov_beta=fixed.cov_beta,
+        blups=blups,
+        cond_cov=fixed.scale * cond_cov,
+        objective=fixed.objective,
+    )

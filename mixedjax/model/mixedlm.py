@@ -1,0 +1,769 @@
+"""``MixedLM``: the statsmodels-compatible front end.
+
+The model is, for group ``i``,
+
+.. math::
+    y_i = X_i β + Z_i γ_i + ε_i, \\qquad γ_i \\sim N(0, G), \\qquad ε_i \\sim N(0, σ^2 I),
+
+with ``Z_i = [exog_re_i, exog_vc_i]`` and ``G`` as in :mod:`mixedjax.core.covariance`. The class
+checks and encodes the input, computes the per-group cross-products once
+(:mod:`mixedjax.design.groups`) and hands them to the jitted kernels of
+:mod:`mixedjax.fit.estimation`.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from mixedjax.core.covariance import (
+    CovStructure,
+    MixedLMParams,
+    cov_to_theta,
+    lower_indices_colwise,
+    packed_to_cov,
+    unpack,
+)
+from mixedjax.design.groups import GroupedData, group_crossprods, localize_columns, pad_groups
+from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
+from mixedjax.fit import conditioning, estimation, safeguards
+from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
+from mixedjax.fit.options import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
+from mixedjax.spec.validation import (
+    as_float_matrix,
+    check_fit_arguments,
+    check_full_rank,
+    handle_missing,
+)
+
+
+def bucket_size(n: int) -> int:
+    """Smallest size ``>= n`` of the form ``2^k`` or ``3 * 2^(k-1)`` (at least 8).
+
+    The group axis is padded with empty groups to this size, so data sets whose numbers of
+    groups fall in the same bucket share compiled code (padding at most doubles the work).
+
+    Example:
+        >>> [bucket_size(n) for n in (1, 9, 13, 17, 100, 1000)]
+        [8, 12, 16, 24, 128, 1024]
+    """
+    size = 8
+    while size < n:
+        size = size * 3 // 2 if (size & (size - 1)) == 0 else size * 4 // 3
+    return size
+
+
+class MixedLM:
+    """Linear mixed model, fitted by REML or ML (statsmodels' ``MixedLM`` API).
+
+    Args:
+        endog: ``(n,)`` response.
+        exog: ``(n, p)`` fixed-effects design (include a constant column for an intercept).
+        groups: ``(n,)`` group labels (any hashable values).
+        exog_re: ``(n, q)`` random-effects design; ``None`` means a random intercept (unless
+            ``exog_vc`` is given, as in statsmodels).
+        exog_vc: variance components: a dict ``{name: {group: (n_i, k) matrix}}`` or a
+            statsmodels ``VCSpec``-like object with ``names``, ``colnames`` and ``mats``.
+        use_sqrt: parameterize covariances by their Cholesky factors in ``score``/``start``.
+        missing: ``"none"``/``"raise"`` (error on NaN/inf) or ``"drop"`` (drop and report).
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+        ...                                   re_formula="~Days")
+        >>> r = m.fit()
+        >>> round(r.llf, 3)
+        -871.814
+    """
+
+    def __init__(
+        self,
+        endog,
+        exog,
+        groups,
+        exog_re=None,
+        exog_vc=None,
+        use_sqrt: bool = True,
+        missing: str = "none",
+        **kwargs,
+    ):
+        unknown = set(kwargs) - {"hasconst"}
+        if unknown:
+            raise TypeError(f"MixedLM got unexpected keyword argument(s) {sorted(unknown)}")
+        endog_names = getattr(endog, "name", None)
+        if isinstance(endog, pd.DataFrame):
+            endog_names = str(endog.columns[0])
+        y, _ = as_float_matrix(endog, "endog")
+        if y.shape[1] != 1:
+            raise ValueError(f"endog must be one column, got {y.shape[1]}")
+        n = y.shape[0]
+        X, exog_names = as_float_matrix(exog, "exog", n)
+        if exog_vc is None and exog_re is None:
+            exog_re = np.ones((n, 1))
+            re_names = ["Group"]
+        elif exog_re is None:
+            exog_re = np.zeros((n, 0))
+            re_names = []
+        else:
+            re_names = None
+        Z, default_re_names = as_float_matrix(exog_re, "exog_re", n)
+        if re_names is None:  # [] (no exog_re columns) must stay empty
+            re_names = getattr(self, "_formula_re_names", None) or default_re_names
+        groups_array = np.asarray(groups)
+        if groups_array.ndim != 1 or groups_array.shape[0] != n:
+            raise ValueError(
+                f"groups must be 1-dimensional with {n} entries, got shape {groups_array.shape}"
+            )
+        vc_names, vc_designs, vc_colnames = _vc_designs(exog_vc, groups_array, n)
+
+        columns = {str(endog_names or "endog"): y[:, 0], "groups": groups_array}
+        columns.update({f"exog[{c}]": X[:, j] for j, c in enumerate(exog_names)})
+        columns.update({f"exog_re[{c}]": Z[:, j] for j, c in enumerate(re_names)})
+        for name, design in zip(vc_names, vc_designs, strict=True):
+            columns[f"exog_vc[{name}]"] = design
+        keep, self.n_dropped = handle_missing(columns, missing)
+        if self.n_dropped:
+            y, X, Z, groups_array = y[keep], X[keep], Z[keep], groups_array[keep]
+            vc_designs = [d[keep] for d in vc_designs]
+            n = y.shape[0]
+        if n == 0:
+            raise ValueError("no observations (after dropping missing values)")
+        if np.ptp(y[:, 0]) == 0:
+            raise ValueError("endog is constant: a mixed model needs a varying response")
+        check_full_rank(X, exog_names)
+        if X.shape[1] >= n:
+            raise ValueError(f"exog has {X.shape[1]} columns but only {n} observations")
+
+        codes, labels = _factorize(groups_array)
+        n_groups = len(labels)
+        if n_groups < 2 and Z.shape[1] > 0:
+            raise ValueError(
+                f"groups has {n_groups} level(s): random effects in exog_re need at least two "
+                "groups (a single all-rows group is only valid with exog_vc)"
+            )
+        self._crossed = None
+        if n_groups == 1 and Z.shape[1] == 0 and vc_designs:  # statsmodels' crossed spelling
+            from mixedjax.model.statsmodels_crossed import DENSE_VC_LIMIT, terms_from_vc_designs
+
+            terms = terms_from_vc_designs(vc_names, vc_designs, vc_colnames)
+            if terms is not None:
+                from mixedjax.model.crossed import CrossedMixedLM
+
+                self._crossed = CrossedMixedLM(y[:, 0], X, terms, exog_names, endog_names or "y")
+                if sum(d.shape[1] for d in vc_designs) > DENSE_VC_LIMIT:
+                    self._init_crossed_only(y, X, exog_names, endog_names, vc_names, missing)
+                    return
+        local = [localize_columns(d, codes, n_groups) for d in vc_designs]
+        self.endog = y[:, 0]
+        self.exog = X
+        self.exog_re = Z
+        self.exog_z = np.column_stack([Z] + [lc.values for lc in local]) if local else Z
+        self.group_codes = codes
+        self.group_labels = labels
+        self.n_groups = n_groups
+        self.endog_names = str(endog_names or "y")
+        self.exog_names = list(exog_names)
+        self.exog_re_names = list(re_names)
+        # lme4's term names: a constant column is the intercept
+        self.re_terms = [
+            "(Intercept)" if n and np.all(Z[:, j] == Z[0, j]) else str(re_names[j])
+            for j in range(Z.shape[1])
+        ]
+        self.vc_names = list(vc_names)
+        self.vc_colnames = vc_colnames
+        self.vc_global_columns = [lc.global_column for lc in local]
+        self.structure = CovStructure(Z.shape[1], tuple(lc.values.shape[1] for lc in local))
+        self.use_sqrt = bool(use_sqrt)
+        self.missing = missing
+        self.k_fe = X.shape[1]
+        self.k_re = Z.shape[1]
+        self.k_re2 = self.structure.k_re2
+        self.k_vc = self.structure.k_vc
+        self.nobs = n
+        self.n_totobs = n
+        self.group_sizes = np.bincount(codes, minlength=n_groups)
+        if self.structure.n_random == 0:
+            raise ValueError("the model has no random effects (exog_re has no columns)")
+        self._check_random_design()
+        data = group_crossprods(self.endog, X, self.exog_z, codes, n_groups)
+        self.data: GroupedData = pad_groups(data, bucket_size(n_groups))
+
+    def _init_crossed_only(self, y, X, exog_names, endog_names, vc_names, missing) -> None:
+        """Attributes of a one-group crossed model too large for the dense per-group path."""
+        n = y.shape[0]
+        self.endog, self.exog, self.exog_re = y[:, 0], X, np.zeros((n, 0))
+        self.group_codes = np.zeros(n, dtype=np.int64)
+        self.group_labels = np.asarray([0])
+        self.n_groups = 1
+        self.endog_names = str(endog_names or "y")
+        self.exog_names, self.exog_re_names = list(exog_names), []
+        self.vc_names = list(vc_names)
+        self.use_sqrt, self.missing = True, missing
+        self.k_fe, self.k_re, self.k_re2, self.k_vc = X.shape[1], 0, 0, len(vc_names)
+        self.nobs = self.n_totobs = n
+        self.group_sizes = np.asarray([n])
+        self.data = None
+
+    def _require_dense(self) -> None:
+        if self.data is None:
+            raise ValueError(
+                "this model has one all-rows group with many indicator variance components; "
+                "it is fitted by the crossed engine (fit()), and loglike/score/hessian in "
+                "statsmodels' parameterization are not built for it"
+            )
+
+    def _fit_crossed(self, start_params, reml, free, method, maxiter, gtol):
+        """Fit statsmodels' crossed spelling with the crossed engine (θ = √τ₁ per term)."""
+        order = self._crossed.input_order  # θ position of each vc component
+        theta0 = free_theta = None
+        if start_params is not None:
+            vc = np.asarray(self._as_params(start_params).vcomp, dtype=float)
+            theta0 = np.zeros(len(order))
+            theta0[order] = np.sqrt(vc)
+        if free is not None:
+            if isinstance(free, MixedLMParams):
+                mask = free.vcomp
+            else:
+                mask = np.asarray(free)[-len(order) :]
+            free_theta = np.zeros(len(order), dtype=bool)
+            free_theta[order] = np.asarray(mask) != 0
+        return self._crossed.fit(
+            start_params=theta0,
+            reml=reml,
+            free=free_theta,
+            method=method,
+            maxiter=maxiter,
+            gtol=gtol,
+        )
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_formula(
+        cls,
+        formula: str,
+        data: pd.DataFrame,
+        re_formula: str | None = None,
+        vc_formula: dict[str, str] | None = None,
+        subset=None,
+        use_sparse: bool = False,
+        missing: str = "none",
+        *args,
+        groups=None,
+        **kwargs,
+    ) -> "MixedLM":
+        """Build a model from formulas (statsmodels' ``MixedLM.from_formula``).
+
+        A formula with lme4 bar terms (``"y ~ x + (x | g) + (1 | h)"``) needs no ``groups``:
+        the model is built by :func:`mixedjax.model.lme4.model_from_lme4`, which returns a
+        ``MixedLM`` for one grouping factor (with nested factors as variance components)
+        and a :class:`~mixedjax.model.crossed.CrossedMixedLM` for crossed factors.
+
+        ``groups`` is a column name of ``data`` or an array; ``re_formula`` (e.g. ``"~Days"``)
+        gives the random-effects design; ``vc_formula`` maps variance-component names to
+        formulas evaluated within each group (e.g. ``{"cask": "0 + C(cask)"}``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> m.nobs, m.n_groups, m.exog_names, m.exog_re_names
+            (180, 18, ['Intercept', 'Days'], ['Subject', 'Days'])
+            >>> lme4 = mixedjax.MixedLM.from_formula("Reaction ~ Days + (Days | Subject)", df)
+            >>> lme4.k_re
+            2
+        """
+        from mixedjax.spec.formula import design_from_formulas
+        from mixedjax.spec.lme4_formula import has_bar_terms
+
+        if has_bar_terms(formula):
+            if groups is not None or re_formula is not None or vc_formula:
+                raise ValueError(
+                    "formula has lme4 random-effects terms '(x | g)': do not also pass "
+                    "groups, re_formula or vc_formula"
+                )
+            from mixedjax.model.lme4 import model_from_lme4
+
+            return model_from_lme4(cls, formula, data, subset=subset, missing=missing, **kwargs)
+        if args:
+            raise TypeError("from_formula takes no extra positional arguments")
+        if use_sparse:
+            warnings.warn("use_sparse is ignored: mixedjax never forms Z densely", stacklevel=2)
+        from mixedjax.model.statsmodels_crossed import crossed_from_formula
+
+        crossed = crossed_from_formula(formula, data, groups, re_formula, vc_formula, subset)
+        if crossed is not None and not kwargs:  # one all-rows group + indicator components
+            return crossed
+        design = design_from_formulas(formula, data, groups, re_formula, vc_formula, subset)
+        model = cls.__new__(cls)
+        model._formula_re_names = design.re_names
+        model.formula = formula
+        model.re_formula = re_formula
+        model.vc_formula = vc_formula
+        model.__init__(
+            design.endog,
+            design.exog,
+            design.groups,
+            exog_re=design.exog_re,
+            exog_vc=design.exog_vc,
+            missing=missing,
+            **kwargs,
+        )
+        model.group_name = design.group_name
+        model._formula_data = data  # kept (not copied) to rebuild designs for predict(newdata)
+        return model
+
+    def _check_random_design(self) -> None:
+        totals = np.einsum("ij,ij->j", self.exog_re, self.exog_re)
+        zero = [name for name, t in zip(self.exog_re_names, totals, strict=True) if t == 0]
+        if zero:
+            raise ValueError(f"exog_re: column(s) {zero} are identically zero")
+
+    # ----------------------------------------------------------------- likelihood API
+    @property
+    def param_names(self) -> list[str]:
+        """statsmodels' names: fixed effects, then ``A Var``/``B x A Cov``, then VC ``Var``."""
+        names = list(self.exog_names)
+        rows, cols = np.tril_indices(self.k_re)
+        for i, j in zip(rows, cols, strict=True):
+            if i == j:
+                names.append(f"{self.exog_re_names[i]} Var")
+            else:
+                names.append(f"{self.exog_re_names[j]} x {self.exog_re_names[i]} Cov")
+        names.extend(f"{v} Var" for v in self.vc_names)
+        return names
+
+    def _as_params(self, params, has_fe: bool | None = None) -> MixedLMParams:
+        if isinstance(params, MixedLMParams):
+            return params
+        params = np.asarray(params, dtype=float)
+        n_cov = self.k_re2 + self.k_vc
+        if has_fe is None:
+            if params.size == self.k_fe + n_cov:
+                has_fe = True
+            elif params.size == n_cov:
+                has_fe = False
+            else:
+                raise ValueError(
+                    f"params has length {params.size}; expected {n_cov} (covariance only) or "
+                    f"{self.k_fe + n_cov} (with fixed effects)"
+                )
+        return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe)
+
+    def _packed(self, params: MixedLMParams, has_fe: bool) -> jnp.ndarray:
+        return jnp.asarray(params.get_packed(use_sqrt=self.use_sqrt, has_fe=has_fe))
+
+    def loglike(self, params, profile_fe: bool = True, reml: bool = True) -> float:
+        """Log-likelihood (restricted if ``reml``) at ``params``, σ² profiled out.
+
+        ``params`` is a :class:`MixedLMParams` or a packed vector (statsmodels' layout, in
+        this model's ``use_sqrt`` parameterization). With ``profile_fe`` the fixed effects
+        are replaced by their GLS estimate, otherwise ``params.fe_params`` is used.
+        """
+        self._require_dense()
+        p = self._as_params(params)
+        has_fe = not profile_fe
+        if has_fe and p.fe_params is None:
+            raise ValueError("profile_fe=False needs params with fe_params")
+        return float(
+            _loglike_packed(
+                self._packed(p, has_fe),
+                self.data,
+                self.structure,
+                self.k_fe,
+                self.use_sqrt,
+                has_fe,
+                reml,
+            )
+        )
+
+    def score(self, params, profile_fe: bool = True, reml: bool = True) -> np.ndarray:
+        """Exact gradient (autodiff) of :meth:`loglike` with respect to the packed params
+        (without the fixed effects when ``profile_fe``)."""
+        self._require_dense()
+        p = self._as_params(params)
+        has_fe = not profile_fe
+        return np.asarray(
+            _score_packed(
+                self._packed(p, has_fe),
+                self.data,
+                self.structure,
+                self.k_fe,
+                self.use_sqrt,
+                has_fe,
+                reml,
+            )
+        )
+
+    def hessian(self, params, reml: bool = True) -> np.ndarray:
+        """Exact Hessian of :meth:`loglike` (``profile_fe=False``) with respect to the packed
+        parameters ``[β, tril(Ψ₁), τ₁]`` (covariances unsquared, as statsmodels)."""
+        self._require_dense()
+        p = self._as_params(params)
+        if p.fe_params is None:
+            raise ValueError("hessian needs params with fe_params")
+        packed = jnp.asarray(p.get_packed(use_sqrt=False, has_fe=True))
+        return np.asarray(
+            _hessian_packed(packed, self.data, self.structure, self.k_fe, False, True, reml)
+        )
+
+    # ----------------------------------------------------------------- fitting
+    def fit(
+        self,
+        start_params=None,
+        reml: bool = True,
+        niter_sa: int = 0,
+        do_cg: bool = True,
+        fe_pen=None,
+        cov_pen=None,
+        free=None,
+        full_output: bool = False,
+        method=None,
+        *,
+        maxiter: int = 500,
+        gtol: float = 1e-9,
+        devices=None,
+        dtype=None,
+        verbose: bool = False,
+        **fit_kwargs,
+    ):
+        """Fit by REML (default) or ML; returns :class:`~mixedjax.results.mixedlm.MixedLMResults`.
+
+        Args:
+            start_params: :class:`MixedLMParams` or packed vector; default: data-based.
+            reml: REML if true, else maximum likelihood.
+            free: mask (``MixedLMParams`` or packed covariance vector) of covariance
+                parameters to estimate; zeros are held at their start values (on the
+                Cholesky scale), e.g. an identity ``cov_re`` mask gives a diagonal ``Ψ``.
+            method: ``"lbfgs"`` (default; optax L-BFGS), ``"bfgs"`` or ``"newton"`` (exact
+                Hessian); a list takes the first of these it contains.
+            maxiter: maximum quasi-Newton iterations.
+            gtol: tolerance on the scaled gradient ``max|∇d(θ)| / max(1, |d(θ)|)``.
+            verbose: print the optimiser's trace (one line per iteration: objective and
+                scaled gradient, then the Newton polishing steps) and its summary.
+            cov_pen: a penalty on the profile-scale ``cov_re`` (statsmodels' ``cov_pen``:
+                :class:`mixedjax.penalties.PSD` or statsmodels' ``PSD``), added to the
+                objective inside the jitted fit; see :mod:`mixedjax.penalties`.
+            fe_pen: not supported (use :meth:`fit_regularized`).
+
+        ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
+        (``disp``, ``callback``, ``retall``) are accepted and ignored.
+
+        ``devices`` (a ``jax.sharding.Mesh``, devices, or a count) shards the groups across
+        devices (:mod:`mixedjax.fit.sharding`); ``dtype="float32"`` fits in single precision
+        (:mod:`mixedjax.model.precision`).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("sleepstudy")
+            >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+            ...                                   re_formula="~Days")
+            >>> round(m.fit().llf, 3), round(m.fit(reml=False).llf, 3)  # lme4: REML, ML logLik
+            (-871.814, -875.97)
+        """
+        if devices is not None or dtype is not None:
+            from mixedjax.model.precision import fit_with_options
+
+            return fit_with_options(
+                self, devices, dtype, start_params=start_params, reml=reml, free=free,
+                method=method, maxiter=maxiter, gtol=gtol, fe_pen=fe_pen, cov_pen=cov_pen,
+                **fit_kwargs,
+            )  # fmt: skip
+        from mixedjax.results.mixedlm import MixedLMResults, OptSummary
+
+        if getattr(self, "_crossed", None) is not None:
+            if cov_pen is not None:  # k_re = 0: warns that it has no effect, as statsmodels
+                from mixedjax.model.penalties import as_cov_penalty
+
+                as_cov_penalty(cov_pen, 0)
+            return self._fit_crossed(start_params, reml, free, method, maxiter, gtol)
+        unknown = set(fit_kwargs) - _IGNORED_FIT_KWARGS
+        if unknown:
+            raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")
+        if fe_pen is not None:
+            raise ValueError(
+                "fe_pen (a fixed-effects penalty inside fit) is not supported: use "
+                "fit_regularized(method='l1', alpha=...) for penalised fixed effects"
+            )
+        if cov_pen is not None:
+            from mixedjax.model.penalties import fit_penalized
+
+            return fit_penalized(
+                self, cov_pen, start_params, reml, free, method, maxiter, gtol, verbose
+            )
+        method = _choose_method(method)
+        check_fit_arguments(self, reml, start_params, free)
+        if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
+            raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+        if not (np.isfinite(gtol) and gtol > 0):
+            raise ValueError(f"gtol must be a positive number, got {gtol!r}")
+
+        # Fit on centred and scaled data (see mixedjax.fit.conditioning); report on the original.
+        std = self._standardized(center_re=free is None)
+        default_theta = conditioning.theta_to_original(
+            std, estimation.default_start(std.data, self.structure), self.structure
+        )
+        free_theta = self._free_mask(free)
+        if start_params is not None:
+            sp = self._as_params(start_params)
+            theta0 = cov_to_theta(sp.cov_re, sp.vcomp, self.structure)
+        else:
+            theta0 = default_theta.copy()
+            if free is not None:  # held parameters start at statsmodels' default (identity)
+                identity = cov_to_theta(np.eye(self.k_re), np.ones(self.k_vc), self.structure)
+                theta0 = np.where(free_theta, theta0, identity)
+        if verbose:
+            offset = conditioning.objective_to_original(std, 0.0, self.nobs, bool(reml))
+            print(
+                "trace: -2 log L of the internally centred and scaled data "
+                f"(add {offset:.10g} for the original data)",
+                flush=True,
+            )
+        result = estimation.fit_theta(
+            jnp.asarray(conditioning.theta_to_standard(std, theta0, self.structure)),
+            jnp.asarray(free_theta),
+            std.data,
+            gtol,
+            structure=self.structure,
+            reml=bool(reml),
+            method=method,
+            maxiter=int(maxiter),
+            verbose=bool(verbose),
+        )
+        result, n_restarts, saddle = safeguards.escape_saddle(
+            result,
+            free_theta,
+            std.data,
+            gtol,
+            structure=self.structure,
+            reml=bool(reml),
+            method=method,
+            maxiter=int(maxiter),
+        )
+        theta_std, value_std, zeroed = estimation.snap_to_boundary(
+            np.asarray(result.x),
+            float(result.value),
+            free_theta,
+            std.data,
+            self.structure,
+            bool(reml),
+        )
+        theta = conditioning.theta_to_original(std, theta_std, self.structure)
+        value = conditioning.objective_to_original(std, value_std, self.nobs, bool(reml))
+        status = int(result.status)
+        converged = status == STATUS_CONVERGED and not saddle
+        summary = OptSummary.from_opt(
+            result, method=method, theta_start=theta0, theta=theta, objective=value, gtol=gtol,
+            maxiter=maxiter, free_mask=free_theta, boundary=zeroed, converged=converged,
+            message="stopped at a saddle point" if saddle else STATUS_MESSAGES[status],
+        )  # fmt: skip
+        if verbose:
+            jax.effects_barrier()  # the trace lines are printed before the summary
+            print(summary, flush=True)
+        if not converged:
+            warnings.warn(
+                safeguards.convergence_diagnosis(status, summary, saddle),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        est_std = estimation.estimates_at(
+            jnp.asarray(theta_std), std.data, structure=self.structure, reml=bool(reml)
+        )
+        est = conditioning.estimates_to_original(std, est_std, self.structure, bool(reml))
+        safeguards.check_finite(theta, est)
+        return MixedLMResults(self, theta, est, summary, bool(reml))
+
+    def _standardized(self, center_re: bool) -> "conditioning.Standardized":
+        """Centred and scaled copy of the data (computed once per ``center_re``)."""
+        cache = self.__dict__.setdefault("_standardized_cache", {})
+        if center_re not in cache:
+            cache[center_re] = conditioning.standardize(self, center_re)
+        return cache[center_re]
+
+    def _free_mask(self, free) -> np.ndarray:
+        """``free`` (statsmodels layout) as a boolean mask over ``θ``."""
+        if free is None:
+            return np.ones(self.structure.n_theta, dtype=bool)
+        if isinstance(free, MixedLMParams):
+            rows, cols = np.tril_indices(self.k_re)
+            cov_mask = np.asarray(free.cov_re)[rows, cols]
+            vc_mask = np.asarray(free.vcomp)
+        else:
+            free = np.asarray(free, dtype=float)
+            n_cov = self.k_re2 + self.k_vc
+            if free.size == self.k_fe + n_cov:
+                free = free[self.k_fe :]
+            if free.size != n_cov:
+                raise ValueError(f"free has length {free.size}; expected {n_cov}")
+            cov_mask, vc_mask = free[: self.k_re2], free[self.k_re2 :]
+        # statsmodels packs row-major; θ is column-major: map (i, j) pairs.
+        M = np.zeros((self.k_re, self.k_re))
+        M[np.tril_indices(self.k_re)] = cov_mask
+        rows, cols = lower_indices_colwise(self.k_re)
+        return np.concatenate([M[rows, cols], vc_mask]) != 0
+
+    def __repr__(self) -> str:
+        what = "".join(
+            f"{name}={getattr(self, name)!r}, "
+            for name in ("formula", "re_formula", "vc_formula")
+            if getattr(self, name, None)
+        )
+        return (
+            f"MixedLM({what}nobs={self.nobs}, groups={self.n_groups}, k_fe={self.k_fe}, "
+            f"k_re={self.k_re}, k_vc={self.k_vc})"
+        )
+
+    # ----------------------------------------------------------------- JAX-native extensions
+    def fit_many(self, Y, reml: bool = True, **kwargs):
+        """Fit ``k`` responses ``Y (n, k)`` on this design in one compiled call.
+
+        Returns a :class:`~mixedjax.batch.results.BatchResults`; see
+        :func:`mixedjax.batch.results.fit_many` (keywords ``method``, ``maxiter``, ``gtol``,
+        ``progress``).
+
+        Example:
+            >>> import numpy as np, mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch")
+            >>> batch = m.fit_many(np.column_stack([df["Yield"], df["Yield"] / 10]))
+            >>> batch.fe_params["Intercept"].round(2).tolist()
+            [1527.5, 152.75]
+        """
+        from mixedjax.batch.results import fit_many
+
+        return fit_many(self, Y, reml, **kwargs)
+
+    def fit_regularized(
+        self,
+        start_params=None,
+        method="l1",
+        alpha=0.0,
+        ceps: float = 1e-4,
+        ptol: float = 1e-6,
+        maxit: int = 200,
+        **fit_kwargs,
+    ):
+        """L1-penalised fixed effects with the covariance held at the unpenalised fit
+        (statsmodels' ``fit_regularized``); see :mod:`mixedjax.model.regularized`."""
+        from mixedjax.model.regularized import fit_regularized
+
+        return fit_regularized(self, start_params, method, alpha, ceps, ptol, maxit, **fit_kwargs)
+
+
+# --------------------------------------------------------------------- pure helpers
+def _loglike_impl(packed, data, structure, k_fe, use_sqrt, has_fe, reml):
+    fe, cov_part, vc_part = unpack(packed, k_fe if has_fe else 0, structure.k_re)
+    cov, vc = packed_to_cov(cov_part, vc_part, structure.k_re, use_sqrt)
+    gls = gls_system_cov(cov, vc, data, structure)
+    if has_fe:
+        return -0.5 * objective_given_beta(gls, fe, data.n_obs, reml)
+    return -0.5 * profiled_objective(gls, data.n_obs, reml)
+
+
+# static: structure, k_fe, use_sqrt, has_fe, reml
+_loglike_packed = jax.jit(_loglike_impl, static_argnums=(2, 3, 4, 5, 6))
+_score_packed = jax.jit(jax.grad(_loglike_impl), static_argnums=(2, 3, 4, 5, 6))
+_hessian_packed = jax.jit(jax.hessian(_loglike_impl), static_argnums=(2, 3, 4, 5, 6))
+
+
+def _factorize(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes in sorted-label order (lme4 sorts levels); insertion order if unsortable."""
+    try:
+        codes, labels = pd.factorize(groups, sort=True)
+    except TypeError:
+        codes, labels = pd.factorize(groups, sort=False)
+    return codes.astype(np.int64), np.asarray(labels)
+
+
+def _vc_designs(exog_vc, groups: np.ndarray, n: int):
+    """Normalise ``exog_vc`` to ``(names, [(n, K) row-level designs], [column names])``.
+
+    Accepts a dict ``{name: {group: (n_i, k) matrix}}`` (rows of each group in data order)
+    or an object with ``names``, ``colnames`` and ``mats`` (statsmodels' ``VCSpec``: per
+    component, per group in sorted group order). A group's columns become its own, so they
+    are placed in separate global columns.
+    """
+    if exog_vc is None:
+        return [], [], []
+    if isinstance(exog_vc, dict) and "__row_designs__" in exog_vc:
+        spec = exog_vc["__row_designs__"]
+        return list(spec["names"]), list(spec["designs"]), list(spec["colnames"])
+    codes, labels = _factorize(groups)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(labels)))
+    sizes = np.bincount(codes, minlength=len(labels))
+    if isinstance(exog_vc, dict):
+        names = sorted(exog_vc)
+        per_group = [[exog_vc[nm].get(lab) for lab in labels] for nm in names]
+    elif all(hasattr(exog_vc, a) for a in ("names", "mats")):
+        names = list(exog_vc.names)
+        per_group = [list(m) for m in exog_vc.mats]
+    else:
+        raise TypeError("exog_vc must be a dict {name: {group: matrix}} or a VCSpec")
+    designs, colnames = [], []
+    for name, mats in zip(names, per_group, strict=True):
+        if len(mats) != len(labels):
+            raise ValueError(f"exog_vc[{name!r}] has {len(mats)} groups; data has {len(labels)}")
+        widths = [
+            0 if m is None else np.atleast_2d(np.asarray(m, float).T).T.shape[1] for m in mats
+        ]
+        offsets = np.concatenate([[0], np.cumsum(widths)])
+        design = np.zeros((n, int(offsets[-1])))
+        # One block per group: the caller supplied one matrix per group.
+        for g, m in enumerate(mats):
+            if m is None:
+                continue
+            block = np.asarray(m, dtype=float).reshape(sizes[g], -1)
+            rows = order[starts[g] : starts[g] + sizes[g]]
+            design[rows, offsets[g] : offsets[g + 1]] = block
+        designs.append(design)
+        colnames.append([f"{name}[{j}]" for j in range(design.shape[1])])
+    return names, designs, colnames
+
+
+def mixedlm(
+    formula: str,
+    data: pd.DataFrame,
+    groups=None,
+    re_formula: str | None = None,
+    vc_formula: dict[str, str] | None = None,
+    subset=None,
+    use_sparse: bool = False,
+    missing: str = "none",
+    **kwargs,
+):
+    """Build a mixed model from a formula (``statsmodels.formula.api.mixedlm``).
+
+    With ``groups`` (a column name or an array) this is statsmodels' interface:
+    ``re_formula`` gives the random-effects design within each group and ``vc_formula``
+    the variance components. Without ``groups`` the formula must carry lme4 bar terms,
+    ``"y ~ x + (x | subject) + (1 | item)"``.
+
+    Example:
+        >>> import mixedjax
+        >>> df = mixedjax.datasets.load("sleepstudy")
+        >>> r = mixedjax.mixedlm("Reaction ~ Days + (Days | Subject)", df).fit()
+        >>> round(r.llf, 3)
+        -871.814
+    """
+    from mixedjax.spec.lme4_formula import has_bar_terms
+
+    if groups is None and not has_bar_terms(formula):
+        raise ValueError(
+            "mixedlm needs groups=... (statsmodels style) or lme4 random-effects terms in "
+            "the formula, e.g. 'y ~ x + (1 | g)'"
+        )
+    return MixedLM.from_formula(
+        formula,
+        data,
+        re_formula=re_formula,
+        vc_formula=vc_formula,
+        subset=subset,
+        use_sparse=use_sparse,
+        missing=missing,
+        groups=groups,
+        **kwargs,
+    )

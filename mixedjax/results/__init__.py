@@ -1,0 +1,1 @@
+"""Fit results: estimates, tables, random effects and their lme4 layouts."""
