@@ -1,6 +1,7 @@
 """Shared test setup: float64 JAX, reference cases, tolerance helpers."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,14 @@ import pytest
 import mixedjax  # noqa: F401  (turns on float64)
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(**extra) -> dict:
+    """The environment for a test's subprocess: this checkout's mixedjax first on the path,
+    whatever copy (if any) is installed."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 def load_reference(name: str) -> tuple[dict, pd.DataFrame]:

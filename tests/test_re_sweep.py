@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import checkout_env
 
 SCRIPT = Path(__file__).parent / "scripts" / "sweep_fit.py"
 TIMEOUT_S = 600  # a cold compile of the largest model takes ~40 s on a loaded 2-core machine
@@ -40,7 +41,7 @@ def test_fit_returns_converged(r):
     try:
         out = subprocess.run(
             [sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-            timeout=TIMEOUT_S,
+            timeout=TIMEOUT_S, env=checkout_env(),
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         pytest.fail(f"fit with {r} random effects per group did not return in {TIMEOUT_S} s")
@@ -58,7 +59,11 @@ def test_statsmodels_vcomp_2_model_returns_statsmodels_numbers():
     script = SCRIPT.parent / "vcomp_2.py"
     try:
         out = subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT_S
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            env=checkout_env(),
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"the test_vcomp_2 model did not return in {TIMEOUT_S} s")

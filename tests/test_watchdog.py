@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
+from conftest import checkout_env
 
 from mixedjax.core import watchdog
 
@@ -76,7 +77,7 @@ def test_jaxlib_deadlock_becomes_an_error():
     script = Path(__file__).parent / "scripts" / "lapack_deadlock.py"
     out = subprocess.run(
         [sys.executable, str(script), "--watchdog", "10"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=checkout_env(),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1] in ("finished", "stalled"), out.stdout
