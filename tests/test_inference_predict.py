@@ -12,6 +12,8 @@ import pytest
 from conftest import load_reference
 from inference_helpers import fit_reference
 
+import mixedjax
+
 
 def test_predict_training_rows():
     _, model, res = fit_reference("sleepstudy_reml")
@@ -75,3 +77,29 @@ def test_simulate_moments():
     assert abs(cov[0, 2]) < 4 * (tau + s2) / np.sqrt(4000)
     with pytest.raises(ValueError, match="positive"):
         res.simulate(0)
+
+
+def test_lme4_formula_models_predict_newdata():
+    """An lme4-formula model predicts new rows as the same model built from statsmodels'
+    arguments does (1e-10), its own rows as its fitted values, and a nested level it never
+    saw with that level's prior variance added (a wider interval)."""
+    df = mixedjax.datasets.load("sleepstudy")
+    lme4 = mixedjax.mixedlm("Reaction ~ Days + (Days | Subject)", df).fit()
+    sm = mixedjax.mixedlm("Reaction ~ Days", df, groups="Subject", re_formula="~Days").fit()
+    new = pd.DataFrame({"Days": [0, 10, 3], "Subject": ["308", "unseen", "309"]})
+    for interval in (None, "confidence", "prediction"):
+        a, b = lme4.predict(new, interval=interval), sm.predict(new, interval=interval)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10)
+    np.testing.assert_allclose(lme4.predict(df), lme4.fittedvalues, rtol=1e-12)
+
+    pastes = mixedjax.datasets.load("pastes")
+    nested = mixedjax.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
+    np.testing.assert_allclose(nested.predict(pastes), nested.fittedvalues, rtol=1e-12)
+    rows = pastes.iloc[[0, 0]].copy()
+    rows.iloc[1, rows.columns.get_loc("cask")] = "never seen"
+    frame = nested.predict(rows, interval="confidence")
+    batch_only = nested.predict(rows, include_random=True).tolist()
+    assert batch_only[0] != batch_only[1]  # the unseen cask gets no cask effect
+    cask_var = nested.varcorr().set_index("group").loc["batch:cask", "vcov"]
+    assert frame["se"].iloc[1] ** 2 > frame["se"].iloc[0] ** 2
+    assert frame["se"].iloc[1] ** 2 >= cask_var

@@ -174,7 +174,7 @@ def test_nested_model_through_crossed_engine_matches_core():
     from mixedjax.model.lme4 import lme4_design
 
     ref, data = load_reference("pastes_reml")
-    endog, exog, terms = lme4_design(ref["lme4_formula"], data)
+    endog, exog, terms, _ = lme4_design(ref["lme4_formula"], data)
     model = CrossedMixedLM(endog.to_numpy(), exog.to_numpy(), terms, list(exog.columns))
     res = model.fit()
     assert -2 * res.llf <= ref["objective"] * (1 + 1e-9)

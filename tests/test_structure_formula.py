@@ -32,7 +32,7 @@ def _terms(formula, df):
 
 
 def test_fixed_part_goes_to_formulaic(df):
-    endog, exog, _ = lme4_design("y ~ x * C(f) + I(w**2) + (1 | g)", df)
+    endog, exog, *_ = lme4_design("y ~ x * C(f) + I(w**2) + (1 | g)", df)
     assert list(exog.columns)[:2] == ["Intercept", "x"]
     assert "I(w ** 2)" in exog.columns and "x:C(f)[T.v]" in exog.columns
     assert endog.name == "y"
@@ -127,10 +127,10 @@ def test_missing_values(df):
     with pytest.raises(ValueError, match="missing"):
         lme4_design("y ~ x + (1 | g)", bad)
     with pytest.warns(UserWarning, match="dropped 2"):
-        endog, _, terms = lme4_design("y ~ x + (1 | g)", bad, missing="drop")
+        endog, _, terms, _ = lme4_design("y ~ x + (1 | g)", bad, missing="drop")
     assert len(endog) == len(df) - 2 and terms[0].codes.shape == (len(df) - 2,)
 
 
 def test_valid_formulaic_arguments_are_not_mistaken_for_columns(df):
-    _, exog, terms = lme4_design("y ~ C(f, Treatment('w')) + (1 + C(f, Sum) | g)", df)
+    _, exog, terms, _ = lme4_design("y ~ C(f, Treatment('w')) + (1 + C(f, Sum) | g)", df)
     assert exog.shape[1] == 3 and terms[0].q == 3

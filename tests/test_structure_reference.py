@@ -5,6 +5,8 @@ relative; fixed effects within 1e-3 of their SE; SEs, variances and BLUPs within
 relative (absolute 1e-5 * sigma^2 at a boundary). The REML fits of every lme4 formula and
 of the statsmodels spellings that take new paths run by default; the rest (ML fits: the
 same code with ``reml=False``, compiled separately) are marked slow: ``pytest -m slow``.
+The cases with prior weights and an offset (tests/reference/make_reference.R) give the
+weights as a column name and the offset as ``offset(expr)`` in the formula.
 """
 
 import numpy as np
@@ -22,11 +24,21 @@ CASES = [
     "mathachieve",
     "pastes",
     "penicillin",
+    "sleepstudy_weights",
+    "sleepstudy_offset",
+    "penicillin_weights",
 ]
 #: cases whose statsmodels arguments take a path this issue added (variance components
 #: from an lme4-like structure, statsmodels' crossed spelling); the others are the core's
 #: one-factor path and run in the slow set.
-NEW_STATSMODELS_PATHS = {"pastes", "penicillin", "sleepstudy_uncorrelated"}
+NEW_STATSMODELS_PATHS = {
+    "pastes",
+    "penicillin",
+    "sleepstudy_uncorrelated",
+    "sleepstudy_weights",
+    "sleepstudy_offset",
+    "penicillin_weights",
+}
 
 
 def _marks(case: str, method: str, route: str):
@@ -45,7 +57,7 @@ PARAMS = [
 def _fit(case: str, method: str, route: str):
     ref, data = load_reference(f"{case}_{method}")
     if route == "lme4":
-        model = mixedjax.mixedlm(ref["lme4_formula"], data)
+        model = mixedjax.mixedlm(ref["lme4_formula"], data, weights=ref.get("weights"))
     else:
         sm = ref["statsmodels"]
         response, rhs = ref["lme4_formula"].split("~", 1)
@@ -56,6 +68,7 @@ def _fit(case: str, method: str, route: str):
             groups=sm["groups"],
             re_formula=sm.get("re_formula"),
             vc_formula=sm.get("vc_formula"),
+            weights=sm.get("weights"),
         )
     return ref, model, model.fit(reml=ref["reml"])
 
@@ -128,5 +141,5 @@ def test_blups(fitted):
 
 def test_engine_choice(fitted):
     (case, _, _), _, model, _ = fitted
-    crossed = case == "penicillin"
+    crossed = case.startswith("penicillin")
     assert isinstance(model, mixedjax.CrossedMixedLM) == crossed

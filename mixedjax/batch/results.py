@@ -305,8 +305,11 @@ def fit_many(
     # design part is shared, each response is centred and scaled by its own (μ, s).
     std = model._standardized(center_re=True)
     X_std, Z_std = conditioning.standard_design(std, model)
-    center, scale = conditioning.response_location_scale(values, std.const)
-    data = _response_data(std.data, (values - center) / scale, X_std, Z_std, model)
+    rows = model.rows  # weights and offset: standardize Y - o, then the working rows
+    offset = rows.offset[:, None] if rows.has_offset else 0.0
+    center, scale = conditioning.response_location_scale(values - offset, std.const)
+    working = rows.working_response(values - center) / scale
+    data = _response_data(std.data, working, X_std, Z_std, model)
     free = np.ones(model.structure.n_theta, dtype=bool)
     with progress_bar(total=len(names), desc="fit_many", unit="fits", enabled=progress) as bar:
         out_std = fit_all(
@@ -315,12 +318,16 @@ def fit_many(
         )  # fmt: skip
     members = [std._replace(y_center=c, y_scale=s) for c, s in zip(center, scale, strict=True)]
     out = _to_original(out_std, members, model.structure, bool(reml))
+    out = out._replace(objective=out.objective - 2.0 * rows.loglik_jacobian)  # -2 log L
 
     def model_of(i: int):
         member = copy.copy(model)
         member.endog = values[:, i]
         member.endog_names = str(names[i])
-        member.data = _response_data(model.data, values[:, [i]], model.exog, model.exog_z, model)
+        member.data = _response_data(
+            model.data, rows.working_response(values[:, [i]]), rows.working_design(model.exog),
+            rows.working_design(model.exog_z), model,
+        )  # fmt: skip
         member.data = jax.tree_util.tree_map(
             lambda a, f: a[0] if f in batch.RESPONSE_FIELDS else a,
             member.data, GroupedData(*GroupedData._fields),

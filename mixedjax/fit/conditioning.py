@@ -120,8 +120,10 @@ def standardize(model, center_re: bool = True) -> Standardized:
     X_std, x_map = _orthonormalize(X, x_map)
     Z_std = model.exog_z.copy()
     Z_std[:, :q] = (Z_std[:, :q] - z_map.shift) / z_map.scale
-    y_center, y_scale = response_location_scale(model.endog[:, None], const)
-    y_std = (model.endog - y_center[0]) / y_scale[0]
+    rows = model.rows  # prior weights and offset: standardize y - o, then scale rows by √w
+    y_center, y_scale = response_location_scale((model.endog - rows.offset)[:, None], const)
+    y_std = rows.working_response(model.endog - y_center[0]) / y_scale[0]
+    X_std, Z_std = rows.working_design(X_std), rows.working_design(Z_std)
     data = group_crossprods(y_std, X_std, Z_std, model.group_codes, model.n_groups)
     data = pad_groups(data, model.data.ZtZ.shape[0])
     const_value = float(X[0, const]) if const is not None else 1.0
@@ -131,12 +133,14 @@ def standardize(model, center_re: bool = True) -> Standardized:
 
 
 def standard_design(std: Standardized, model) -> tuple[np.ndarray, np.ndarray]:
-    """``(X* = X A (n, p), Z* (n, r))``: ``model``'s design through ``std``'s maps (the
-    design part of :func:`standardize`, shared by every response on that design)."""
+    """``(X* = W^{1/2} X A (n, p), Z* (n, r))``: ``model``'s working design through ``std``'s
+    maps (the design part of :func:`standardize`, shared by every response on that
+    design)."""
     Z_std = model.exog_z.copy()
     q = model.k_re
     Z_std[:, :q] = model.exog_z[:, :q] @ std.z_map.matrix
-    return model.exog @ std.x_map.matrix, Z_std
+    rows = model.rows  # the working rows √w X A, √w Z B (mixedjax.design.weights)
+    return rows.working_design(model.exog @ std.x_map.matrix), rows.working_design(Z_std)
 
 
 def response_location_scale(Y: np.ndarray, const: int | None) -> tuple[np.ndarray, np.ndarray]:

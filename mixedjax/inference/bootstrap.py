@@ -126,13 +126,14 @@ def parametric_bootstrap(
         50
     """
     model = results.model
-    ys = simulate_responses(results, n, seed)
+    rows = model.rows  # refits run on the working rows (mixedjax.design.weights)
+    ys = rows.working_response(simulate_responses(results, n, seed).T).T
     n_groups = model.data.ZtZ.shape[0]  # padded group axis (empty groups contribute 0)
     refit = partial(
         refit_batch,
         theta0=jnp.asarray(results.theta),
-        exog=jnp.asarray(model.exog),
-        exog_z=jnp.asarray(model.exog_z),
+        exog=jnp.asarray(rows.working_design(model.exog)),
+        exog_z=jnp.asarray(rows.working_design(model.exog_z)),
         codes=jnp.asarray(model.group_codes),
         data=model.data,
         structure=model.structure,

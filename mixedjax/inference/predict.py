@@ -28,6 +28,9 @@ import pandas as pd
 
 from mixedjax.core.covariance import theta_to_factor
 from mixedjax.core.distributions import norm_ppf
+from mixedjax.spec.lme4_formula import parse_formula
+from mixedjax.spec.offsets import split_offsets
+from mixedjax.spec.terms import terms_on_newdata
 
 
 # ----------------------------------------------------------------- design of new rows
@@ -35,11 +38,13 @@ class RowDesign:
     """Designs of rows to predict: ``exog (m, p)``, global random design per block, group
     index (``-1`` for an unseen group)."""
 
-    def __init__(self, exog, re_design, vc_designs, group_index):
+    def __init__(self, exog, re_design, vc_designs, group_index, vc_unseen=None):
         self.exog = exog
         self.re_design = re_design
         self.vc_designs = vc_designs
         self.group_index = group_index
+        #: ``(m, k_vc)`` ``Σ d²`` of design entries on levels the fit never saw (no column)
+        self.vc_unseen = vc_unseen
 
 
 def _group_index(model, groups) -> np.ndarray:
@@ -73,7 +78,9 @@ def design_from_newdata(model, newdata: pd.DataFrame) -> RowDesign:
         )
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-    rhs = model.formula.split("~", 1)[1]
+    if getattr(model, "lme4_terms", None) is not None:
+        return _lme4_design_from_newdata(model, train, newdata)
+    rhs = split_offsets(model.formula)[0].split("~", 1)[1]
     exog = _spec_matrix(rhs, train, newdata, "the fixed-effects formula")
     if model.re_formula is not None:
         re_design = _spec_matrix(model.re_formula, train, newdata, "re_formula")
@@ -90,6 +97,32 @@ def design_from_newdata(model, newdata: pd.DataFrame) -> RowDesign:
         raise ValueError(f"newdata: the grouping column {group_name!r} is missing")
     groups = newdata[group_name].to_numpy()
     return RowDesign(exog, re_design, vc_designs, _group_index(model, groups))
+
+
+def _lme4_design_from_newdata(model, train: pd.DataFrame, newdata: pd.DataFrame) -> RowDesign:
+    """:class:`RowDesign` of a one-factor model built from an lme4 formula: its primary term
+    gives the per-group design, nested terms the variance-component columns (one per
+    training level; a level never seen adds its prior variance through ``vc_unseen``)."""
+    formula = split_offsets(model.formula)[0]
+    rhs = parse_formula(formula).fixed.split("~", 1)[1]
+    exog = _spec_matrix(rhs, train, newdata, "the fixed-effects formula")
+    primary = next(entry[1] for entry in model.lme4_terms if entry[0] == "re")
+    vcs = sorted((entry for entry in model.lme4_terms if entry[0] == "vc"), key=lambda e: e[1])
+    terms = [primary] + [entry[2] for entry in vcs]
+    evaluated = terms_on_newdata(formula, train, newdata, terms)
+    re_design, codes = evaluated[0]
+    labels = np.asarray(primary.levels).astype(str)[np.maximum(codes, 0)]
+    index = pd.Index(np.asarray(model.group_labels).astype(str)).get_indexer(labels)
+    group_index = np.where(codes >= 0, index, -1).astype(np.int64)
+    m = len(newdata)
+    vc_designs, unseen = [], np.zeros((m, len(vcs)))
+    for c, (design, level) in enumerate(evaluated[1:]):
+        full = np.zeros((m, terms[c + 1].n_levels))
+        seen = np.flatnonzero(level >= 0)
+        full[seen, level[seen]] = design[seen, 0]
+        unseen[:, c] = np.where(level < 0, design[:, 0] ** 2, 0.0)
+        vc_designs.append(full)
+    return RowDesign(exog, re_design, vc_designs, group_index, unseen)
 
 
 def design_from_arrays(model, exog, exog_re=None, groups=None) -> RowDesign:
@@ -157,6 +190,8 @@ def local_random_design(model, rows: RowDesign):
         np.add.at(z, (ri, local[ri, ci]), design[ri, ci])
         known[ri, local[ri, ci]] = True
         unestimated[:, c] = np.sum(np.where(has, 0.0, design) ** 2, axis=1)
+    if rows.vc_unseen is not None:
+        unestimated = unestimated + rows.vc_unseen
     return z, known, unestimated
 
 
@@ -166,10 +201,40 @@ def training_design(model):
     return model.exog, z, z != 0, np.zeros((model.nobs, model.k_vc)), model.group_codes
 
 
+def _offset_of_rows(model, newdata, exog, offset):
+    """The offset of the rows predicted (``None`` for a model without one)."""
+    spec = getattr(model, "offset_spec", None)
+    has_offset = spec is not None and spec.present
+    if newdata is None and exog is None:
+        if offset is not None:
+            raise ValueError("offset is for exog rows; the fit's rows have their own")
+        return model.rows.offset if has_offset else None
+    if newdata is not None:
+        if offset is not None:
+            raise ValueError("give the offset of newdata rows as a column, not offset=")
+        return spec.evaluate(newdata, training=False) if has_offset else None
+    if offset is None:
+        if has_offset:
+            raise ValueError("the model has an offset: pass offset= for the exog rows")
+        return None
+    values = np.asarray(offset, dtype=float).reshape(-1)
+    if values.shape[0] != np.shape(exog)[0]:
+        raise ValueError(f"offset has {values.shape[0]} entries for {np.shape(exog)[0]} rows")
+    return values
+
+
+def _residual_weights(model, training: bool):
+    """Prior weight of each predicted row's residual: the fit's own, 1 for new rows."""
+    return model.rows.weights if training else 1.0
+
+
 def predict_frame(
-    results, exog, z, known, unestimated, group_index, include_random, interval, alpha
-):
-    """Predictions (and optional interval bounds) for designed rows (see module docstring)."""
+    results, exog, z, known, unestimated, group_index, include_random, interval, alpha,
+    weights=1.0,
+):  # fmt: skip
+    """Predictions (and optional interval bounds) for designed rows (see module docstring);
+    ``weights`` are the prior weights of the rows' residuals (``σ²/w`` in a prediction
+    interval)."""
     model = results.model
     beta = results.fe_params.to_numpy()
     C = results._cov_fe
@@ -197,7 +262,7 @@ def predict_frame(
     if interval not in ("confidence", "prediction"):
         raise ValueError(f"interval must be None, 'confidence' or 'prediction', got {interval!r}")
     if interval == "prediction":
-        var = var + results.scale
+        var = var + results.scale / weights
     zq = float(norm_ppf(1 - alpha / 2))
     out["se"] = np.sqrt(var)
     out["lower"] = pred - zq * out["se"]
@@ -215,8 +280,13 @@ def predict(
     exog=None,
     exog_re=None,
     groups=None,
+    offset=None,
 ):
-    """Front end of :meth:`MixedLMResults.predict`."""
+    """Front end of :meth:`MixedLMResults.predict`.
+
+    The model's offset is part of every prediction: the fit's own for its rows, evaluated on
+    ``newdata`` (its ``offset(expr)`` terms or offset column), or ``offset`` for ``exog``
+    rows."""
     from mixedjax.inference.fixed_tests import check_alpha
 
     check_alpha(alpha)
@@ -239,7 +309,13 @@ def predict(
                 "allow_new_levels=True to predict them at the population level"
             )
         design = (rows.exog, z, known, unestimated, rows.group_index)
-    frame = predict_frame(results, *design, include_random, interval, alpha)
+    known_offset = _offset_of_rows(model, newdata, exog, offset)
+    noise = _residual_weights(model, newdata is None and exog is None)
+    frame = predict_frame(results, *design, include_random, interval, alpha, noise)
+    if known_offset is not None:
+        for column in ("predicted", "lower", "upper"):
+            if column in frame:
+                frame[column] = frame[column] + known_offset
     if newdata is not None:
         frame.index = newdata.index
     return frame["predicted"].to_numpy() if interval is None else frame
@@ -253,24 +329,25 @@ def _prior_cov(results) -> np.ndarray:
 
 # ----------------------------------------------------------------- simulation
 def simulate_responses(results, n: int, seed: int) -> np.ndarray:
-    """``(n, nobs)`` responses drawn from the fitted model (unconditional on the BLUPs)."""
+    """``(n, nobs)`` responses drawn from the fitted model (unconditional on the BLUPs):
+    ``y = Xβ̂ + Zb + o + ε``, ``b ~ N(0, Ĝ)``, ``ε_j ~ N(0, σ̂²/w_j)``."""
     if not (isinstance(n, int | np.integer) and n > 0):
         raise ValueError(f"n must be a positive integer, got {n!r}")
     model = results.model
     key = jax.random.PRNGKey(int(seed))
     Lam = theta_to_factor(jnp.asarray(results.theta), model.structure)
-    return np.asarray(
-        _simulate(
-            key,
-            jnp.asarray(model.exog @ results.fe_params.to_numpy()),
-            jnp.asarray(model.exog_z),
-            jnp.asarray(model.group_codes),
-            Lam,
-            jnp.asarray(np.sqrt(results.scale)),
-            n,
-            model.n_groups,
-        )
+    rows = model.rows  # simulated on the working rows, returned on the response scale
+    working = _simulate(
+        key,
+        jnp.asarray(rows.working_design(model.exog) @ results.fe_params.to_numpy()),
+        jnp.asarray(rows.working_design(model.exog_z)),
+        jnp.asarray(model.group_codes),
+        Lam,
+        jnp.asarray(np.sqrt(results.scale)),
+        n,
+        model.n_groups,
     )
+    return rows.response(np.asarray(working))
 
 
 @partial(jax.jit, static_argnums=(6, 7))

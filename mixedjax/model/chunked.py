@@ -29,6 +29,7 @@ import pandas as pd
 from mixedjax.core.covariance import CovStructure
 from mixedjax.core.progress import progress as progress_bar
 from mixedjax.design.groups import GroupedData, pad_groups
+from mixedjax.design.weights import NO_WEIGHTS
 from mixedjax.model.mixedlm import MixedLM, bucket_size
 
 
@@ -318,6 +319,7 @@ def _build_model(acc, names, formula, re_formula, group_name, missing, n_dropped
             "(Intercept)" if nm in ("Intercept", "Group", group_name) else nm for nm in re_names
         ],
         "vc_names": [],
+        "rows": NO_WEIGHTS,
         "vc_colnames": [],
         "vc_global_columns": [],
         "structure": CovStructure(r, ()),

@@ -15,6 +15,7 @@ import numpy as np
 
 from mixedjax.core.watchdog import wait_ready
 from mixedjax.design.crossed import crossed_crossprods
+from mixedjax.design.weights import row_weights
 from mixedjax.fit.crossed import (
     NEWTON_MAX_DENSE,
     STALL_FACTOR,
@@ -29,6 +30,7 @@ from mixedjax.fit.optimize import (
     STATUS_STALLED,
     OptResult,
 )
+from mixedjax.spec.offsets import OffsetSpec
 from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import check_full_rank
 
@@ -55,7 +57,16 @@ class CrossedMixedLM:
         -165.43
     """
 
-    def __init__(self, endog, exog, terms: list[RandomTerm], exog_names=None, endog_name="y"):
+    def __init__(
+        self,
+        endog,
+        exog,
+        terms: list[RandomTerm],
+        exog_names=None,
+        endog_name="y",
+        weights=None,
+        offset=None,
+    ):
         self.endog = np.asarray(endog, dtype=float)
         self.exog = np.asarray(exog, dtype=float)
         n = self.endog.shape[0]
@@ -72,7 +83,28 @@ class CrossedMixedLM:
         self.endog_names = str(endog_name)
         self.nobs = n
         self.k_fe = self.exog.shape[1]
-        self.structure, self.data = crossed_crossprods(self.terms, self.exog, self.endog)
+        self.rows = row_weights(weights, offset, n)
+        self.offset_spec = OffsetSpec((), None, self.rows.offset_or_none)
+        for name, values in (("weights", self.rows.weights), ("offset", self.rows.offset)):
+            if values.ndim and not np.all(np.isfinite(values)):
+                raise ValueError(f"missing or non-finite values in {name}")
+        # the likelihood sees the working rows W^{1/2}(y - o), W^{1/2}X, W^{1/2}Z
+        self._working_exog = self.rows.working_design(self.exog)
+        self._working_endog = self.rows.working_response(self.endog)
+        working_terms = [t._replace(design=self.rows.working_design(t.design)) for t in self.terms]
+        self.structure, self.data = crossed_crossprods(
+            working_terms, self._working_exog, self._working_endog
+        )
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """``(n,)`` prior weights, or ``None`` if the model has none."""
+        return self.rows.weights_or_none
+
+    @property
+    def offset(self) -> np.ndarray | None:
+        """``(n,)`` offset, or ``None`` if the model has none."""
+        return self.rows.offset_or_none
 
     @property
     def n_theta(self) -> int:
@@ -98,8 +130,8 @@ class CrossedMixedLM:
         residuals minus their sampling variance, ``σ²`` = what is left of the residual
         variance. Clipped to ``[0.1, 10]`` (a start at 0 is a stationary point). One pass
         over the rows; it cuts the quasi-Newton iterations of large crossed fits."""
-        beta, *_ = np.linalg.lstsq(self.exog, self.endog, rcond=None)
-        resid = self.endog - self.exog @ beta
+        beta, *_ = np.linalg.lstsq(self._working_exog, self._working_endog, rcond=None)
+        resid = self._working_endog - self._working_exog @ beta
         total = float(resid @ resid) / max(self.nobs - self.k_fe, 1)
         out, variances = [], []
         for t in self.terms:
@@ -126,13 +158,13 @@ class CrossedMixedLM:
         ]
 
     def deviance(self, theta, reml: bool = True) -> float:
-        """Profiled objective (``-2 log L`` or the REML criterion) at ``θ`` (lme4 layout)."""
+        """Profiled objective (``-2 log L`` or the REML criterion) at ``θ`` (lme4 layout;
+        with prior weights it includes lme4's ``-Σ log w``)."""
         theta = np.asarray(theta, dtype=float).reshape(-1)
         if theta.size != self.n_theta:
             raise ValueError(f"theta has length {theta.size}; expected {self.n_theta}")
-        return float(
-            deviance_at(jnp.asarray(theta), self.data, structure=self.structure, reml=reml)
-        )
+        working = deviance_at(jnp.asarray(theta), self.data, structure=self.structure, reml=reml)
+        return float(working) - 2.0 * self.rows.loglik_jacobian
 
     def loglike(self, theta, reml: bool = True) -> float:
         """Profiled log-likelihood at ``θ``."""

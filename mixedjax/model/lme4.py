@@ -15,6 +15,8 @@ Both report ``varcorr()`` and ``ranef()`` in lme4's layout through
 :mod:`mixedjax.results.layout`.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -26,9 +28,23 @@ from mixedjax.spec.validation import handle_missing
 MAX_VC_DESIGN_BYTES = 256 * 2**20
 
 
-def lme4_design(formula: str, data: pd.DataFrame, subset=None, missing: str = "none"):
-    """Evaluate an lme4 formula: ``(endog Series, exog DataFrame, terms)``, missing rows
-    handled by ``missing`` (``"none"``/``"raise"``: error naming the column; ``"drop"``)."""
+class LME4Design(NamedTuple):
+    """An evaluated lme4 formula: response, fixed-effects design, random-effects terms, and
+    the row-level ``priors`` (``{"weights": (n,) or None, "offset": (n,) or None}``) with
+    the same rows kept."""
+
+    endog: pd.Series
+    exog: pd.DataFrame
+    terms: list[RandomTerm]
+    priors: dict
+
+
+def lme4_design(
+    formula: str, data: pd.DataFrame, subset=None, missing: str = "none", priors=None
+) -> LME4Design:
+    """Evaluate an lme4 formula (without ``offset()`` terms: :mod:`mixedjax.spec.offsets`),
+    missing rows handled by ``missing`` (``"none"``/``"raise"``: error naming the column;
+    ``"drop"``) together with those of the ``priors`` arrays."""
     import formulaic
 
     if not isinstance(data, pd.DataFrame):
@@ -54,13 +70,16 @@ def lme4_design(formula: str, data: pd.DataFrame, subset=None, missing: str = "n
         columns[f"random ({' + '.join(t.names)} | {t.group})"] = np.where(
             t.codes[:, None] < 0, np.nan, t.design
         )
+    priors = {k: v for k, v in (priors or {}).items() if v is not None}
+    columns.update(priors)
     keep, n_dropped = handle_missing(columns, missing)
     if n_dropped:
         endog, exog = endog[keep], exog[keep]
         terms = [t.subset(keep) for t in terms]
+        priors = {k: v[keep] for k, v in priors.items()}
     terms = sorted(terms, key=lambda t: -t.n_levels)
     check_identifiable(terms, len(endog))
-    return endog, exog, terms
+    return LME4Design(endog, exog, terms, priors)
 
 
 def _nested_in(term: RandomTerm, outer: RandomTerm) -> bool:
@@ -90,21 +109,31 @@ def one_factor_plan(terms: list[RandomTerm]):
 
 
 def model_from_lme4(
-    one_factor_class, formula: str, data: pd.DataFrame, subset=None, missing="none", **kwargs
+    one_factor_class,
+    formula: str,
+    data: pd.DataFrame,
+    subset=None,
+    missing="none",
+    weights=None,
+    offset=None,
+    **kwargs,
 ):
     """A ``one_factor_class`` model (:class:`~mixedjax.model.mixedlm.MixedLM`, which calls
     this from ``from_formula``) or a :class:`~mixedjax.model.crossed.CrossedMixedLM` for an
     lme4 formula (see the module docstring)."""
     from mixedjax.model.crossed import CrossedMixedLM
 
-    endog, exog, terms = lme4_design(formula, data, subset, missing)
+    priors = {"weights": weights, "offset": offset}
+    endog, exog, terms, priors = lme4_design(formula, data, subset, missing, priors)
+    weights, offset = priors.get("weights"), priors.get("offset")
     plan = one_factor_plan(terms)
     if plan is None:
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}")
         model = CrossedMixedLM(
-            endog.to_numpy(float), exog.to_numpy(float), terms, list(exog.columns), endog.name
-        )
+            endog.to_numpy(float), exog.to_numpy(float), terms, list(exog.columns), endog.name,
+            weights, offset,
+        )  # fmt: skip
         model.formula = formula
         return model
     primary, vcs = plan
@@ -129,6 +158,8 @@ def model_from_lme4(
         groups,
         exog_re=pd.DataFrame(primary.design, columns=list(primary.names)),
         exog_vc=exog_vc if vcs else None,
+        weights=weights,
+        offset=offset,
         **kwargs,
     )
     model.group_name = primary.group

@@ -27,10 +27,12 @@ from mixedjax.core.covariance import (
     unpack,
 )
 from mixedjax.design.groups import GroupedData, group_crossprods, localize_columns, pad_groups
+from mixedjax.design.weights import row_weights
 from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
 from mixedjax.fit import conditioning, estimation, safeguards
 from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.fit.options import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
+from mixedjax.spec.offsets import OffsetSpec
 from mixedjax.spec.validation import (
     as_float_matrix,
     check_fit_arguments,
@@ -68,6 +70,9 @@ class MixedLM:
             statsmodels ``VCSpec``-like object with ``names``, ``colnames`` and ``mats``.
         use_sqrt: parameterize covariances by their Cholesky factors in ``score``/``start``.
         missing: ``"none"``/``"raise"`` (error on NaN/inf) or ``"drop"`` (drop and report).
+        weights: ``(n,)`` positive prior weights: row ``j`` has residual variance ``σ²/w_j``
+            (lme4's ``weights``; :mod:`mixedjax.design.weights`).
+        offset: ``(n,)`` known term added to the linear predictor (coefficient fixed at 1).
 
     Example:
         >>> import mixedjax
@@ -88,6 +93,8 @@ class MixedLM:
         exog_vc=None,
         use_sqrt: bool = True,
         missing: str = "none",
+        weights=None,
+        offset=None,
         **kwargs,
     ):
         unknown = set(kwargs) - {"hasconst"}
@@ -118,17 +125,25 @@ class MixedLM:
                 f"groups must be 1-dimensional with {n} entries, got shape {groups_array.shape}"
             )
         vc_names, vc_designs, vc_colnames = _vc_designs(exog_vc, groups_array, n)
+        rows = row_weights(weights, offset, n)
 
         columns = {str(endog_names or "endog"): y[:, 0], "groups": groups_array}
         columns.update({f"exog[{c}]": X[:, j] for j, c in enumerate(exog_names)})
         columns.update({f"exog_re[{c}]": Z[:, j] for j, c in enumerate(re_names)})
         for name, design in zip(vc_names, vc_designs, strict=True):
             columns[f"exog_vc[{name}]"] = design
+        if rows.weighted:
+            columns["weights"] = rows.weights
+        if rows.has_offset:
+            columns["offset"] = rows.offset
         keep, self.n_dropped = handle_missing(columns, missing)
         if self.n_dropped:
             y, X, Z, groups_array = y[keep], X[keep], Z[keep], groups_array[keep]
             vc_designs = [d[keep] for d in vc_designs]
+            rows = rows.subset(keep)
             n = y.shape[0]
+        self.rows = rows
+        self.offset_spec = OffsetSpec((), None, rows.offset_or_none)
         if n == 0:
             raise ValueError("no observations (after dropping missing values)")
         if np.ptp(y[:, 0]) == 0:
@@ -152,7 +167,10 @@ class MixedLM:
             if terms is not None:
                 from mixedjax.model.crossed import CrossedMixedLM
 
-                self._crossed = CrossedMixedLM(y[:, 0], X, terms, exog_names, endog_names or "y")
+                self._crossed = CrossedMixedLM(
+                    y[:, 0], X, terms, exog_names, endog_names or "y", rows.weights_or_none,
+                    rows.offset_or_none,
+                )  # fmt: skip
                 if sum(d.shape[1] for d in vc_designs) > DENSE_VC_LIMIT:
                     self._init_crossed_only(y, X, exog_names, endog_names, vc_names, missing)
                     return
@@ -188,8 +206,24 @@ class MixedLM:
         if self.structure.n_random == 0:
             raise ValueError("the model has no random effects (exog_re has no columns)")
         self._check_random_design()
-        data = group_crossprods(self.endog, X, self.exog_z, codes, n_groups)
+        data = group_crossprods(
+            rows.working_response(self.endog),
+            rows.working_design(X),
+            rows.working_design(self.exog_z),
+            codes,
+            n_groups,
+        )
         self.data: GroupedData = pad_groups(data, bucket_size(n_groups))
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """``(n,)`` prior weights, or ``None`` if the model has none."""
+        return self.rows.weights_or_none
+
+    @property
+    def offset(self) -> np.ndarray | None:
+        """``(n,)`` offset, or ``None`` if the model has none."""
+        return self.rows.offset_or_none
 
     def _init_crossed_only(self, y, X, exog_names, endog_names, vc_names, missing) -> None:
         """Attributes of a one-group crossed model too large for the dense per-group path."""
@@ -265,6 +299,11 @@ class MixedLM:
         gives the random-effects design; ``vc_formula`` maps variance-component names to
         formulas evaluated within each group (e.g. ``{"cask": "0 + C(cask)"}``).
 
+        ``weights`` (a column name or an array) are prior weights, residual variance
+        ``σ²/w``; ``offset`` (a column name or an array) and ``offset(expr)`` terms in the
+        formula add a known term to the linear predictor, both as in lme4
+        (:mod:`mixedjax.design.weights`).
+
         Example:
             >>> import mixedjax
             >>> df = mixedjax.datasets.load("sleepstudy")
@@ -278,7 +317,18 @@ class MixedLM:
         """
         from mixedjax.spec.formula import design_from_formulas
         from mixedjax.spec.lme4_formula import has_bar_terms
+        from mixedjax.spec.offsets import formula_priors
 
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if not isinstance(formula, str) or "~" not in formula:
+            raise ValueError(f"formula must be a string like 'y ~ x', got {formula!r}")
+        if subset is not None:
+            data, subset = data.loc[subset], None
+        formula_in = formula
+        formula, weights, offset, offset_spec = formula_priors(
+            formula, data, kwargs.pop("weights", None), kwargs.pop("offset", None)
+        )
         if has_bar_terms(formula):
             if groups is not None or re_formula is not None or vc_formula:
                 raise ValueError(
@@ -287,15 +337,25 @@ class MixedLM:
                 )
             from mixedjax.model.lme4 import model_from_lme4
 
-            return model_from_lme4(cls, formula, data, subset=subset, missing=missing, **kwargs)
+            model = model_from_lme4(
+                cls, formula, data, missing=missing, weights=weights, offset=offset, **kwargs
+            )
+            model.formula, model.offset_spec = formula_in, offset_spec
+            model._formula_data = data  # kept (not copied) for predict(newdata)
+            return model
         if args:
             raise TypeError("from_formula takes no extra positional arguments")
         if use_sparse:
             warnings.warn("use_sparse is ignored: mixedjax never forms Z densely", stacklevel=2)
         from mixedjax.model.statsmodels_crossed import crossed_from_formula
 
-        crossed = crossed_from_formula(formula, data, groups, re_formula, vc_formula, subset)
-        if crossed is not None and not kwargs:  # one all-rows group + indicator components
+        crossed = None
+        if not kwargs:
+            crossed = crossed_from_formula(
+                formula, data, groups, re_formula, vc_formula, subset, weights, offset
+            )
+        if crossed is not None:  # one all-rows group + indicator components
+            crossed.formula, crossed.offset_spec = formula_in, offset_spec
             return crossed
         design = design_from_formulas(formula, data, groups, re_formula, vc_formula, subset)
         model = cls.__new__(cls)
@@ -310,8 +370,11 @@ class MixedLM:
             exog_re=design.exog_re,
             exog_vc=design.exog_vc,
             missing=missing,
+            weights=weights,
+            offset=offset,
             **kwargs,
         )
+        model.formula, model.offset_spec = formula_in, offset_spec
         model.group_name = design.group_name
         model._formula_data = data  # kept (not copied) to rebuild designs for predict(newdata)
         return model
@@ -368,16 +431,19 @@ class MixedLM:
         has_fe = not profile_fe
         if has_fe and p.fe_params is None:
             raise ValueError("profile_fe=False needs params with fe_params")
-        return float(
-            _loglike_packed(
-                self._packed(p, has_fe),
-                self.data,
-                self.structure,
-                self.k_fe,
-                self.use_sqrt,
-                has_fe,
-                reml,
+        return (
+            float(
+                _loglike_packed(
+                    self._packed(p, has_fe),
+                    self.data,
+                    self.structure,
+                    self.k_fe,
+                    self.use_sqrt,
+                    has_fe,
+                    reml,
+                )
             )
+            + self.rows.loglik_jacobian
         )
 
     def score(self, params, profile_fe: bool = True, reml: bool = True) -> np.ndarray:

@@ -59,10 +59,13 @@ def _is_one_group(groups, data: pd.DataFrame) -> bool:
     return len(values) == len(data) and values.notna().all() and values.nunique() == 1
 
 
-def crossed_from_formula(formula, data, groups, re_formula, vc_formula, subset=None):
+def crossed_from_formula(
+    formula, data, groups, re_formula, vc_formula, subset=None, weights=None, offset=None
+):
     """A ``CrossedMixedLM`` for statsmodels' crossed spelling, or ``None`` if the
     arguments are anything else (one all-rows group, no ``re_formula``, every
-    ``vc_formula`` entry an indicator ``"0 + C(a)"``, no missing values)."""
+    ``vc_formula`` entry an indicator ``"0 + C(a)"``, no missing values, also in the
+    ``(n,)`` prior ``weights`` and ``offset``)."""
     import formulaic
 
     from mixedjax.model.crossed import CrossedMixedLM
@@ -87,6 +90,8 @@ def crossed_from_formula(formula, data, groups, re_formula, vc_formula, subset=N
     exog = pd.DataFrame(matrices.rhs)
     if endog.isna().any() or exog.isna().any().any():
         return None
+    if any(v is not None and not np.all(np.isfinite(v)) for v in (weights, offset)):
+        return None
     terms = []
     for name, col in zip(names, columns, strict=True):
         codes, levels = pd.factorize(data[col], sort=True)
@@ -101,8 +106,9 @@ def crossed_from_formula(formula, data, groups, re_formula, vc_formula, subset=N
         )
     _check_levels(terms)
     model = CrossedMixedLM(
-        endog.to_numpy(float), exog.to_numpy(float), terms, list(exog.columns), endog.name
-    )
+        endog.to_numpy(float), exog.to_numpy(float), terms, list(exog.columns), endog.name,
+        weights, offset,
+    )  # fmt: skip
     model.formula = formula
     model.vc_formula = vc_formula
     return model

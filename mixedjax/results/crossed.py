@@ -64,7 +64,7 @@ class CrossedMixedLMResults(InferenceMixin):
         self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
         self._cov_fe = np.asarray(est.cov_beta)
         self.bse_fe = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
-        self.llf = -0.5 * float(est.objective)
+        self.llf = -0.5 * float(est.objective) + model.rows.loglik_jacobian
         self.converged = opt.converged
         self.nobs = model.nobs
         self.k_fe = model.k_fe
@@ -223,8 +223,8 @@ class CrossedMixedLMResults(InferenceMixin):
 
     @cached_property
     def fittedvalues(self) -> np.ndarray:
-        """``X β̂ + Z b̂`` per row."""
-        fitted = self.model.exog @ self.fe_params.to_numpy()
+        """``X β̂ + Z b̂ + offset`` per row."""
+        fitted = self.model.exog @ self.fe_params.to_numpy() + self.model.rows.offset
         for t, est in zip(self.model.terms, self.term_estimates, strict=True):
             fitted = fitted + np.einsum("nq,nq->n", t.design, est.condval[t.codes])
         return fitted

@@ -261,7 +261,7 @@ class MixedLMResults(InferenceMixin):
         self.bse_fe = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
         self._blups = np.asarray(est.blups)[:g]
         self._cond_cov = np.asarray(est.cond_cov)[:g]
-        self.llf = -0.5 * float(est.objective)
+        self.llf = -0.5 * float(est.objective) + model.rows.loglik_jacobian
         self.converged = opt.converged
         self.nobs = model.nobs
         self.k_fe, self.k_re, self.k_re2, self.k_vc = (
@@ -422,9 +422,9 @@ class MixedLMResults(InferenceMixin):
     # ------------------------------------------------------------------ fitted values
     @cached_property
     def fittedvalues(self) -> np.ndarray:
-        """``X β̂ + Z γ̂`` per row (conditional fitted values, with the BLUPs)."""
+        """``X β̂ + Z γ̂ + offset`` per row (conditional fitted values, with the BLUPs)."""
         model = self.model
-        fixed = model.exog @ self.fe_params.to_numpy()
+        fixed = model.exog @ self.fe_params.to_numpy() + model.rows.offset
         return fixed + np.einsum("nr,nr->n", model.exog_z, self._blups[model.group_codes])
 
     @property
@@ -510,11 +510,14 @@ class MixedLMResults(InferenceMixin):
         exog=None,
         exog_re=None,
         groups=None,
+        offset=None,
     ):
-        """Predictions ``x'β̂ + z'b̂`` with the BLUPs (``include_random=False``: ``x'β̂``).
+        """Predictions ``x'β̂ + z'b̂ + offset`` with the BLUPs (``include_random=False``:
+        ``x'β̂ + offset``).
 
         ``newdata`` (a DataFrame, formula models) or ``exog``/``exog_re``/``groups`` arrays
-        give new rows; none gives the fit's rows. Unseen groups or levels get the population
+        (with ``offset`` for them if the model has one) give new rows; none gives the fit's
+        rows. Unseen groups or levels get the population
         prediction (``allow_new_levels``). With ``interval="confidence"`` or
         ``"prediction"`` a DataFrame ``predicted, se, lower, upper`` comes back (Henderson's
         prediction-error variance; σ² added for ``"prediction"``), else an array.
@@ -535,8 +538,9 @@ class MixedLMResults(InferenceMixin):
         from mixedjax.inference.predict import predict
 
         return predict(
-            self, newdata, include_random, allow_new_levels, interval, alpha, exog, exog_re, groups
-        )
+            self, newdata, include_random, allow_new_levels, interval, alpha, exog, exog_re,
+            groups, offset,
+        )  # fmt: skip
 
     def simulate(self, n: int = 1, seed: int = 0) -> np.ndarray:
         """``(n, nobs)`` responses simulated from the fitted model (new random effects and

@@ -14,7 +14,13 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from mixedjax.spec.lme4_formula import BarTerm, check_columns, formula_error, interaction_codes
+from mixedjax.spec.lme4_formula import (
+    BarTerm,
+    check_columns,
+    formula_error,
+    interaction_codes,
+    parse_formula,
+)
 
 
 class RandomTerm(NamedTuple):
@@ -162,3 +168,46 @@ def check_identifiable(terms: list[RandomTerm], n_obs: int) -> None:
                     UserWarning,
                     stacklevel=3,
                 )
+
+
+def terms_on_newdata(
+    formula: str, train: pd.DataFrame, newdata: pd.DataFrame, terms: list[RandomTerm]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The fitted ``terms`` evaluated on ``newdata``: per term ``(design (m, q), codes (m,))``
+    with the training encodings (formulaic's model spec of the training data) and codes
+    into the term's training levels (``-1`` for a level the fit never saw).
+
+    ``formula`` is the model's lme4 formula without offsets. Raises ``ValueError`` naming
+    the missing column or the expression that cannot be evaluated.
+    """
+    built = {}
+    for bar in parse_formula(formula).terms:
+        for names in bar.factors:
+            for name in names:
+                if name not in newdata.columns:
+                    raise ValueError(f"newdata: the grouping column {name!r} is missing")
+        spec = formulaic.model_matrix(bar.expr, train, na_action="ignore").model_spec
+        try:
+            columns = pd.DataFrame(spec.get_model_matrix(newdata, na_action="ignore"))
+        except Exception as err:  # formulaic raises many types: name the term
+            raise ValueError(
+                f"newdata: cannot evaluate the random term {bar.expr!r}: {err}"
+            ) from err
+        col_names = [lme4_name(c) for c in columns.columns]
+        values = columns.to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"newdata: missing values in the columns of {bar.expr!r}")
+        blocks = [(col_names, values)]
+        if not bar.correlated:
+            blocks = [([c], values[:, [j]]) for j, c in enumerate(col_names)]
+        for names in bar.factors:
+            codes, levels = interaction_codes(newdata, names)
+            labels = np.where(codes >= 0, levels[np.maximum(codes, 0)], "")
+            for block_names, block in blocks:
+                built[(":".join(names), tuple(block_names))] = (block, labels)
+    out = []
+    for t in terms:
+        block, labels = built[(t.group, tuple(t.names))]
+        codes = pd.Index(np.asarray(t.levels).astype(str)).get_indexer(labels)
+        out.append((block, codes.astype(np.int64)))
+    return out
