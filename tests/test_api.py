@@ -181,6 +181,7 @@ def test_summary_text(sleep_fit):
     )
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_cli_demo_and_errors(capsys, tmp_path):
     assert cli_main(["demo"]) == 0
     out = capsys.readouterr().out

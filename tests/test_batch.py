@@ -102,6 +102,7 @@ def test_frame_and_errors(sleep):
         batch.result("absent")
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_fit_models_of_different_sizes(sleep):
     df, _, _, _ = sleep
     rng = np.random.default_rng(7)
@@ -136,6 +137,7 @@ def test_fit_models_of_different_sizes(sleep):
         fit_models([models[0], intercept_only])
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_tiny_slots_force_refills_and_the_tail_phase(sleep, monkeypatch):
     """With 2 slots, a phase budget of 5 evaluations and 1 tail slot, every member is
     loaded into a recycled slot and most finish in the tail phase (carrying BFGS's curvature
@@ -159,6 +161,7 @@ def test_tiny_slots_force_refills_and_the_tail_phase(sleep, monkeypatch):
         assert many.converged[i] and many.result(i).optim.n_iter == many.n_iter[i]
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_newton_method_equals_bfgs(sleep):
     _, model, Y, bfgs = sleep
     newton = model.fit_many(Y, method="newton")

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import mixedjax
 from mixedjax.fit import estimation
@@ -74,6 +75,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_persistent_cache_serves_a_new_process(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     runs = []
@@ -125,6 +127,7 @@ def _run_default_cache(cache_dir, *args, **env_extra):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_cache_is_on_by_default_and_can_be_turned_off(tmp_path):
     """``import mixedjax`` turns JAX's persistent cache on in ``MIXEDJAX_CACHE_DIR`` (else the
     user's cache directory); a second process loads the fit from it. ``MIXEDJAX_NO_CACHE=1``

@@ -58,6 +58,7 @@ def test_fit_matches_model_fit(problem):
     np.testing.assert_allclose(b, ref._blups, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_vmap_deviance_matches_loop(problem):
     _, y, X, codes, _ = problem
     data = F.make_data(y, X, X, codes, 24)

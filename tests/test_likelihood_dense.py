@@ -86,6 +86,7 @@ def test_loglike_equals_dense_mvn(seed, reml):
     )
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_fit_llf_equals_dense_mvn_at_estimate():
     y, X, Z, groups, vc, cask = _problem(5, n_groups=9)
     model = mixedjax.MixedLM(y, X, groups, exog_re=Z, exog_vc=vc)

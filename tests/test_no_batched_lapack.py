@@ -50,7 +50,9 @@ def _model(n_slopes, vc_sizes):
     )
 
 
-@pytest.mark.parametrize("n_slopes, vc_sizes", [(2, []), (2, [4, 8])])
+@pytest.mark.parametrize(
+    "n_slopes, vc_sizes", [(2, []), pytest.param(2, [4, 8], marks=pytest.mark.slow)]
+)
 def test_single_fit_programs(n_slopes, vc_sizes):
     m = _model(n_slopes, vc_sizes)
     theta = jnp.asarray(estimation.default_start(m.data, m.structure))

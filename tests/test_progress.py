@@ -113,6 +113,7 @@ def dyestuff_fit():
     return mixedjax.MixedLM.from_formula("Yield ~ 1", df, groups="Batch").fit()
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_bootstrap_progress_per_block(dyestuff_fit, capsys, monkeypatch):
     from mixedjax.inference import bootstrap
 
@@ -139,6 +140,7 @@ def test_profile_progress_per_parameter(dyestuff_fit, capsys):
     pd.testing.assert_frame_equal(loud, quiet)
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_fit_many_and_fit_models_progress(dyestuff_fit, capsys, monkeypatch):
     from mixedjax.batch import kernels as batch
 

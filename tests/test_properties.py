@@ -92,6 +92,7 @@ _grad = jax.jit(jax.grad(profiled_deviance), static_argnums=(2, 3))
 _hessian = jax.jit(jax.hessian(profiled_deviance), static_argnums=(2, 3))
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 @FEW
 @given(seed=seeds, sizes=fit_sizes, factor=factors, reml=st.booleans())
 def test_fit_is_a_stationary_minimum(seed, sizes, factor, reml):
@@ -268,6 +269,7 @@ def _anova(y, codes, m):
     return ssb / (g - 1), ssw / (g * (m - 1)), ssb + ssw, g
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 @FEW
 @given(seed=seeds, m=st.integers(2, 7), tau=st.floats(0.0, 2.0))
 def test_balanced_one_way_anova_closed_form(seed, m, tau):
@@ -296,6 +298,7 @@ def test_balanced_one_way_anova_closed_form(seed, m, tau):
     assert fits[True].cov_re.iloc[0, 0] >= fits[False].cov_re.iloc[0, 0] - 1e-9 * msw
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 @FEW
 @given(seed=seeds, sizes=fit_sizes, factor=factors)
 def test_extra_random_slope_never_lowers_ml_loglike(seed, sizes, factor):

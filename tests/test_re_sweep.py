@@ -26,7 +26,7 @@ CASES = {
     8: (4, [4]), 9: (1, [8]), 10: (0, [2, 8]), 11: (3, [8]), 12: (2, [4, 6]), 13: (1, [4, 8]),
     14: (2, [4, 8]), 15: (3, [4, 8]), 16: (4, [4, 8]),
 }  # fmt: skip
-DEFAULT = {3, 7}  # r = 14 by default: the statsmodels model below
+DEFAULT: set[int] = set()  # by default r = 14 only: the statsmodels model below
 
 
 def _param(r):

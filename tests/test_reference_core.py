@@ -29,7 +29,14 @@ def _fit(name: str):
         return ref, model, model.fit(reml=ref["reml"])
 
 
-@pytest.fixture(scope="module", params=[f"{c}_{m}" for c in CASES for m in ("reml", "ml")])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(f"{c}_{m}", marks=() if m == "reml" else (pytest.mark.slow,))
+        for c in CASES
+        for m in ("reml", "ml")
+    ],
+)
 def fitted(request):
     return _fit(request.param)
 

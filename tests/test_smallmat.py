@@ -69,7 +69,10 @@ def test_derivatives_match_jax_lapack_rules(r):
     np.testing.assert_allclose(_sym(hv), _sym(hv0), rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("n", (1, 2, 3, 9, 20))
+@pytest.mark.parametrize(
+    "n",
+    (1, 2, pytest.param(3, marks=pytest.mark.slow), pytest.param(9, marks=pytest.mark.slow), 20),
+)
 def test_eigh_matches_lapack_on_indefinite_matrices(n):
     rng = np.random.default_rng(n)
     A = _sym(rng.normal(size=(4, n, n)))

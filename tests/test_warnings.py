@@ -32,7 +32,14 @@ def _reference_model(name):
     )
 
 
-@pytest.mark.parametrize("name", [f"{c}_{m}" for c in ONE_FACTOR for m in ("reml", "ml")])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(f"{c}_{m}", marks=() if m == "reml" else (pytest.mark.slow,))
+        for c in ONE_FACTOR
+        for m in ("reml", "ml")
+    ],
+)
 def test_no_warning_on_clean_reference_fits(name):
     ref, model = _reference_model(name)
     with warnings.catch_warnings():

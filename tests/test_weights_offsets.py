@@ -165,6 +165,7 @@ def test_simulate_follows_the_weights(weighted_fit):
     assert sims.var(axis=0)[heavy].mean() < sims.var(axis=0)[light].mean()
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_fit_many_members_equal_single_weighted_fits(sleep_weighted):
     data = sleep_weighted
     model = mixedjax.mixedlm(SLEEP_OFFSET, data, weights="w")
@@ -181,6 +182,7 @@ def test_fit_many_members_equal_single_weighted_fits(sleep_weighted):
         np.testing.assert_allclose(batch.result(k).llf, fit.llf, rtol=1e-8)
 
 
+@pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes
 def test_bootstrap_with_weights(weighted_fit):
     boot = weighted_fit.parametric_bootstrap(40, seed=2)
     assert boot.converged.all()
