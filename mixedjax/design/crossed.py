@@ -314,3 +314,45 @@ def crossed_crossprods(
         n_obs=jnp.asarray(float(endog.shape[0])),
     )
     return structure, data
+
+
+class ResponseDesign(NamedTuple):
+    """What the response cross-products of a crossed model need (device arrays, the working
+    rows of :mod:`mixedjax.design.weights`).
+
+    Attributes:
+        designs: per term, ``(n, q_k)`` columns.
+        codes: per term, ``(n,)`` level of each row.
+        exog: ``(n, p)`` fixed-effects design.
+    """
+
+    designs: tuple
+    codes: tuple
+    exog: jnp.ndarray
+
+
+def response_design(terms: list[RandomTerm], exog: np.ndarray) -> ResponseDesign:
+    """:class:`ResponseDesign` of ``terms`` (sorted as the model's) and ``exog``."""
+    return ResponseDesign(
+        tuple(jnp.asarray(t.design) for t in terms),
+        tuple(jnp.asarray(t.codes.astype(np.int32)) for t in terms),
+        jnp.asarray(exog),
+    )
+
+
+def with_response(
+    data: CrossedData, structure: CrossedStructure, design: ResponseDesign, y: jnp.ndarray
+) -> CrossedData:
+    """``data`` with the cross-products of another response ``y (n,)``: the last column of
+    ``w1`` (``Z_1'y`` per level) and the last row and column of ``dense``
+    (``[Z_D'y; X'y; y'y]``). Pure and vmappable over ``y``; nothing else depends on ``y``.
+    """
+    import jax
+
+    sums = [
+        jax.ops.segment_sum(d * y[:, None], c, num_segments=n)
+        for d, c, n in zip(design.designs, design.codes, structure.n_levels, strict=True)
+    ]
+    column = jnp.concatenate([s.reshape(-1) for s in sums[1:]] + [design.exog.T @ y, (y @ y)[None]])
+    dense = data.dense.at[:, -1].set(column).at[-1, :].set(column)
+    return data._replace(w1=data.w1.at[:, :, -1].set(sums[0]), dense=dense)

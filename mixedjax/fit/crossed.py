@@ -8,7 +8,7 @@ from functools import partial
 
 import jax
 
-from mixedjax.design.crossed import CrossedData, CrossedStructure
+from mixedjax.design.crossed import CrossedData, CrossedStructure, with_response
 from mixedjax.engines import crossed
 from mixedjax.fit.optimize import minimize
 
@@ -54,3 +54,35 @@ def deviance_at(theta, data: CrossedData, *, structure: CrossedStructure, reml: 
 def estimates_at(theta, data: CrossedData, *, structure: CrossedStructure, reml: bool):
     """Jitted :func:`mixedjax.engines.crossed.estimates`."""
     return crossed.estimates(theta, data, structure, reml)
+
+
+@partial(
+    jax.jit, static_argnames=("structure", "reml", "method", "maxiter", "gtol", "newton_steps")
+)
+def fit_responses(
+    ys, theta0, free_mask, data: CrossedData, design, *, structure, reml, method, maxiter, gtol,
+    newton_steps,
+):  # fmt: skip
+    """Fit the crossed model to every response in ``ys (k, n)`` (working rows), vmapped over
+    ``k`` (the design's cross-products are shared; only those of ``y`` are formed).
+
+    Returns:
+        ``(OptResult, β (k, p), σ² (k,), cov β (k, p, p), objective (k,))``, batched.
+    """
+
+    def one(y):
+        d = with_response(data, structure, design, y)
+        result = minimize(
+            lambda theta, d: crossed.deviance(theta, d, structure, reml),
+            theta0,
+            d,
+            free_mask,
+            method=method,
+            maxiter=maxiter,
+            gtol=gtol,
+            newton_steps=newton_steps,
+        )
+        est = crossed.estimates(result.x, d, structure, reml)
+        return result, est.beta, est.scale, est.cov_beta, est.objective
+
+    return jax.vmap(one)(ys)

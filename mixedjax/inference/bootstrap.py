@@ -25,6 +25,7 @@ import pandas as pd
 from mixedjax.core.covariance import CovStructure
 from mixedjax.core.progress import progress as progress_bar
 from mixedjax.core.watchdog import wait_ready
+from mixedjax.design.crossed import CrossedStructure, response_design
 from mixedjax.design.groups import GroupedData
 from mixedjax.engines.onefactor import profiled_deviance
 from mixedjax.fit import estimation
@@ -99,6 +100,49 @@ def _sdcor(theta, scale, structure: CovStructure):
     return jax.vmap(lambda t, s: varpar_to_sdcor(t, jnp.sqrt(s), structure))(theta, scale)
 
 
+def _refit_function(results):
+    """``ys (k, n)`` working responses ``->`` ``(θ, β, σ², status)`` batches, for the fit's
+    engine: the one-factor kernel above or the crossed one
+    (:func:`mixedjax.fit.crossed.fit_responses`)."""
+    model = results.model
+    theta0 = jnp.asarray(results.theta)
+    if isinstance(model.structure, CrossedStructure):
+        from mixedjax.fit.crossed import NEWTON_MAX_DENSE, fit_responses
+
+        structure = model.structure
+        dense = structure.n_dense + structure.p + 1 <= NEWTON_MAX_DENSE
+        crossed_fit = partial(
+            fit_responses,
+            theta0=theta0,
+            free_mask=jnp.ones(structure.n_theta, dtype=bool),
+            data=model.data,
+            design=response_design(model._working_terms, model._working_exog),
+            structure=structure,
+            reml=results.reml,
+            method="bfgs",
+            maxiter=500,
+            gtol=1e-8,
+            newton_steps=BOOTSTRAP_NEWTON_STEPS if dense else 0,
+        )
+
+        def crossed_refit(ys):
+            opt, beta, scale, _, _ = crossed_fit(ys)
+            return opt.x, beta, scale, opt.status
+
+        return crossed_refit
+    return partial(
+        refit_batch,
+        theta0=theta0,
+        exog=jnp.asarray(model.rows.working_design(model.exog)),
+        exog_z=jnp.asarray(model.rows.working_design(model.exog_z)),
+        codes=jnp.asarray(model.group_codes),
+        data=model.data,
+        structure=model.structure,
+        reml=results.reml,
+        n_groups=model.data.ZtZ.shape[0],  # padded group axis (empty groups contribute 0)
+    )
+
+
 #: Replicates refitted per jitted call. Larger requests run in blocks of this size (the last
 #: one padded, so one shape is compiled); the progress bar advances once per block. Under
 #: ``vmap`` a block runs until its slowest replicate stops, so blocks also bound that cost.
@@ -111,7 +155,7 @@ def parametric_bootstrap(
     """Simulate ``n`` responses from the fit and refit them all (vmapped, in blocks).
 
     Args:
-        results: a fitted :class:`~mixedjax.MixedLMResults`.
+        results: a fitted model of either engine.
         n: number of replicates.
         seed: seed of the simulation (same seed, same replicates).
         progress: progress bar over blocks of :data:`BOOTSTRAP_BLOCK` replicates
@@ -128,18 +172,7 @@ def parametric_bootstrap(
     model = results.model
     rows = model.rows  # refits run on the working rows (mixedjax.design.weights)
     ys = rows.working_response(simulate_responses(results, n, seed).T).T
-    n_groups = model.data.ZtZ.shape[0]  # padded group axis (empty groups contribute 0)
-    refit = partial(
-        refit_batch,
-        theta0=jnp.asarray(results.theta),
-        exog=jnp.asarray(rows.working_design(model.exog)),
-        exog_z=jnp.asarray(rows.working_design(model.exog_z)),
-        codes=jnp.asarray(model.group_codes),
-        data=model.data,
-        structure=model.structure,
-        reml=results.reml,
-        n_groups=n_groups,
-    )
+    refit = _refit_function(results)
     block = min(n, BOOTSTRAP_BLOCK)
     parts = []
     with progress_bar(total=n, desc="bootstrap", unit="replicates", enabled=progress) as bar:

@@ -28,6 +28,9 @@ import pandas as pd
 
 from mixedjax.core.covariance import theta_to_factor
 from mixedjax.core.distributions import norm_ppf
+from mixedjax.design.crossed import CrossedStructure
+from mixedjax.engines.crossed import term_factors
+from mixedjax.spec.formula import spec_matrix
 from mixedjax.spec.lme4_formula import parse_formula
 from mixedjax.spec.offsets import split_offsets
 from mixedjax.spec.terms import terms_on_newdata
@@ -53,21 +56,6 @@ def _group_index(model, groups) -> np.ndarray:
     return index.get_indexer(pd.Index(np.asarray(groups))).astype(np.int64)
 
 
-def _spec_matrix(formula: str, train: pd.DataFrame, newdata: pd.DataFrame, what: str):
-    import formulaic
-
-    spec = formulaic.model_matrix(formula, train, na_action="ignore")
-    spec = getattr(spec, "rhs", spec).model_spec
-    try:
-        mat = spec.get_model_matrix(newdata, na_action="ignore")
-    except Exception as err:  # formulaic raises many types: name the argument
-        raise ValueError(f"newdata: cannot evaluate {what} {formula!r}: {err}") from err
-    mat = np.asarray(pd.DataFrame(mat).to_numpy(dtype=float))
-    if mat.shape[0] != len(newdata) or not np.all(np.isfinite(mat)):
-        raise ValueError(f"newdata: missing or non-finite values in the columns of {what}")
-    return mat
-
-
 def design_from_newdata(model, newdata: pd.DataFrame) -> RowDesign:
     """Rebuild the designs of a formula model on ``newdata`` (same encodings as the fit)."""
     train = getattr(model, "_formula_data", None)
@@ -81,15 +69,15 @@ def design_from_newdata(model, newdata: pd.DataFrame) -> RowDesign:
     if getattr(model, "lme4_terms", None) is not None:
         return _lme4_design_from_newdata(model, train, newdata)
     rhs = split_offsets(model.formula)[0].split("~", 1)[1]
-    exog = _spec_matrix(rhs, train, newdata, "the fixed-effects formula")
+    exog = spec_matrix(rhs, train, newdata, "the fixed-effects formula")
     if model.re_formula is not None:
-        re_design = _spec_matrix(model.re_formula, train, newdata, "re_formula")
+        re_design = spec_matrix(model.re_formula, train, newdata, "re_formula")
     elif model.k_re:
         re_design = np.ones((len(newdata), 1))
     else:
         re_design = np.zeros((len(newdata), 0))
     vc_designs = [
-        _spec_matrix(model.vc_formula[name], train, newdata, f"vc_formula[{name!r}]")
+        spec_matrix(model.vc_formula[name], train, newdata, f"vc_formula[{name!r}]")
         for name in model.vc_names
     ]
     group_name = model.group_name
@@ -105,7 +93,7 @@ def _lme4_design_from_newdata(model, train: pd.DataFrame, newdata: pd.DataFrame)
     training level; a level never seen adds its prior variance through ``vc_unseen``)."""
     formula = split_offsets(model.formula)[0]
     rhs = parse_formula(formula).fixed.split("~", 1)[1]
-    exog = _spec_matrix(rhs, train, newdata, "the fixed-effects formula")
+    exog = spec_matrix(rhs, train, newdata, "the fixed-effects formula")
     primary = next(entry[1] for entry in model.lme4_terms if entry[0] == "re")
     vcs = sorted((entry for entry in model.lme4_terms if entry[0] == "vc"), key=lambda e: e[1])
     terms = [primary] + [entry[2] for entry in vcs]
@@ -291,6 +279,18 @@ def predict(
 
     check_alpha(alpha)
     model = results.model
+    if isinstance(model.structure, CrossedStructure):
+        if exog is not None or exog_re is not None or groups is not None or offset is not None:
+            raise ValueError(
+                "a model with several grouping factors predicts new rows from newdata (a "
+                "DataFrame with the formula's columns), not from exog/exog_re/groups arrays"
+            )
+        from mixedjax.inference.predict_crossed import predict_crossed
+
+        frame = predict_crossed(results, newdata, include_random, allow_new_levels, interval, alpha)
+        if newdata is not None:
+            frame.index = newdata.index
+        return frame["predicted"].to_numpy() if interval is None else frame
     if newdata is not None and exog is not None:
         raise ValueError("give either newdata or exog, not both")
     if newdata is None and exog is None:
@@ -328,33 +328,57 @@ def _prior_cov(results) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- simulation
+def random_blocks(results) -> list[tuple[np.ndarray, np.ndarray, int, np.ndarray]]:
+    """The model's random effects as blocks ``(design (n, q), codes (n,), n_levels, Λ (q, q))``
+    on the working rows, with ``b = σΛu`` per level: one block of local columns per group for
+    the one-factor engine, one block per term for the crossed engine."""
+    model = results.model
+    theta = np.asarray(results.theta)
+    if isinstance(model.structure, CrossedStructure):
+        factors = term_factors(jnp.asarray(theta), model.structure)
+        return [
+            (t.design, t.codes, t.n_levels, np.asarray(L))
+            for t, L in zip(model._working_terms, factors, strict=True)
+        ]
+    Lam = np.asarray(theta_to_factor(jnp.asarray(theta), model.structure))
+    return [(model.rows.working_design(model.exog_z), model.group_codes, model.n_groups, Lam)]
+
+
+def working_exog(model) -> np.ndarray:
+    """``W^{1/2} X`` of either engine."""
+    if isinstance(model.structure, CrossedStructure):
+        return model._working_exog
+    return model.rows.working_design(model.exog)
+
+
 def simulate_responses(results, n: int, seed: int) -> np.ndarray:
     """``(n, nobs)`` responses drawn from the fitted model (unconditional on the BLUPs):
-    ``y = Xβ̂ + Zb + o + ε``, ``b ~ N(0, Ĝ)``, ``ε_j ~ N(0, σ̂²/w_j)``."""
+    ``y = Xβ̂ + Σ_k Z_k b_k + o + ε``, ``b_k ~ N(0, Ĝ_k)`` per level, ``ε_j ~ N(0, σ̂²/w_j)``;
+    either engine."""
     if not (isinstance(n, int | np.integer) and n > 0):
         raise ValueError(f"n must be a positive integer, got {n!r}")
     model = results.model
     key = jax.random.PRNGKey(int(seed))
-    Lam = theta_to_factor(jnp.asarray(results.theta), model.structure)
-    rows = model.rows  # simulated on the working rows, returned on the response scale
+    blocks = random_blocks(results)
     working = _simulate(
         key,
-        jnp.asarray(rows.working_design(model.exog) @ results.fe_params.to_numpy()),
-        jnp.asarray(rows.working_design(model.exog_z)),
-        jnp.asarray(model.group_codes),
-        Lam,
+        jnp.asarray(working_exog(model) @ results.fe_params.to_numpy()),
+        tuple(jnp.asarray(b[0]) for b in blocks),
+        tuple(jnp.asarray(b[1]) for b in blocks),
+        tuple(jnp.asarray(b[3]) for b in blocks),
         jnp.asarray(np.sqrt(results.scale)),
-        n,
-        model.n_groups,
+        int(n),
+        tuple(int(b[2]) for b in blocks),
     )
-    return rows.response(np.asarray(working))
+    return model.rows.response(np.asarray(working))
 
 
 @partial(jax.jit, static_argnums=(6, 7))
-def _simulate(key, mean, Z, codes, Lam, sigma, n, n_groups):
-    key_b, key_e = jax.random.split(key)
-    r = Lam.shape[0]
-    u = jax.random.normal(key_b, (n, n_groups, r), dtype=mean.dtype)
-    b = sigma * jnp.einsum("ngk,rk->ngr", u, Lam)  # b = σ Λ u ~ N(0, σ² ΛΛ')
-    eps = sigma * jax.random.normal(key_e, (n, mean.shape[0]), dtype=mean.dtype)
-    return mean + jnp.einsum("ir,nir->ni", Z, b[:, codes]) + eps
+def _simulate(key, mean, designs, codes, factors, sigma, n, n_levels):
+    keys = jax.random.split(key, len(designs) + 1)  # one block: the former (key_b, key_e)
+    y = mean + sigma * jax.random.normal(keys[-1], (n, mean.shape[0]), dtype=mean.dtype)
+    for k, (Z, c, L) in enumerate(zip(designs, codes, factors, strict=True)):
+        u = jax.random.normal(keys[k], (n, n_levels[k], L.shape[0]), dtype=mean.dtype)
+        b = sigma * jnp.einsum("ngk,rk->ngr", u, L)  # b = σ Λ u ~ N(0, σ² ΛΛ')
+        y = y + jnp.einsum("ir,nir->ni", Z, b[:, c])
+    return y

@@ -92,6 +92,7 @@ class CrossedMixedLM:
         self._working_exog = self.rows.working_design(self.exog)
         self._working_endog = self.rows.working_response(self.endog)
         working_terms = [t._replace(design=self.rows.working_design(t.design)) for t in self.terms]
+        self._working_terms = working_terms
         self.structure, self.data = crossed_crossprods(
             working_terms, self._working_exog, self._working_endog
         )
@@ -279,6 +280,15 @@ class CrossedMixedLM:
                     theta, value = trial, min(value, trial_value)
                     zeroed.append(diag)
         return theta, value, tuple(zeroed)
+
+    def fit_many(self, Y, reml: bool = True, **kwargs):
+        """Fit ``k`` responses ``Y (n, k)`` on this design in one compiled call; a
+        :class:`~mixedjax.batch.results.BatchResults` (see
+        :func:`mixedjax.batch.results.fit_many_crossed`; keywords ``method``, ``maxiter``,
+        ``gtol``, ``progress``)."""
+        from mixedjax.batch.results import fit_many_crossed
+
+        return fit_many_crossed(self, Y, reml, **kwargs)
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{t.group}: {t.n_levels}" for t in self.terms)

@@ -356,6 +356,7 @@ class MixedLM:
             )
         if crossed is not None:  # one all-rows group + indicator components
             crossed.formula, crossed.offset_spec = formula_in, offset_spec
+            crossed._formula_data = data  # kept (not copied) for predict(newdata)
             return crossed
         design = design_from_formulas(formula, data, groups, re_formula, vc_formula, subset)
         model = cls.__new__(cls)

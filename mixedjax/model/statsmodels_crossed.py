@@ -111,6 +111,7 @@ def crossed_from_formula(
     )  # fmt: skip
     model.formula = formula
     model.vc_formula = vc_formula
+    model.term_columns = dict(zip(names, columns, strict=True))  # for predict(newdata)
     return model
 
 

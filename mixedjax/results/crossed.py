@@ -30,6 +30,7 @@ from mixedjax.engines.crossed import CrossedEstimates
 from mixedjax.engines.gls import crossed_theta_to_user
 from mixedjax.fit.estimation import SINGULAR_TOL
 from mixedjax.results.common import InferenceMixin
+from mixedjax.results.features import PostFitMethods
 from mixedjax.results.layout import (
     TermEstimate,
     random_effects_by_factor,
@@ -40,7 +41,7 @@ from mixedjax.results.layout import (
 from mixedjax.results.mixedlm import OptSummary
 
 
-class CrossedMixedLMResults(InferenceMixin):
+class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
     """Read-only results of :class:`~mixedjax.CrossedMixedLM`; see the module docstring.
 
     Example:

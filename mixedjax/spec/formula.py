@@ -103,3 +103,20 @@ def design_from_formulas(
             colnames.append([str(c) for c in mat.columns])
         exog_vc = {"__row_designs__": {"names": names, "designs": designs, "colnames": colnames}}
     return FormulaDesign(endog, exog, groups, exog_re, re_names, exog_vc, group_name)
+
+
+def spec_matrix(formula: str, train: pd.DataFrame, newdata: pd.DataFrame, what: str):
+    """``formula`` (a right-hand side) evaluated on ``newdata`` with the encodings it has on
+    the training data ``train``, as a float ``(m, k)`` array; errors name ``what``."""
+    import formulaic
+
+    spec = formulaic.model_matrix(formula, train, na_action="ignore")
+    spec = getattr(spec, "rhs", spec).model_spec
+    try:
+        mat = spec.get_model_matrix(newdata, na_action="ignore")
+    except Exception as err:  # formulaic raises many types: name the argument
+        raise ValueError(f"newdata: cannot evaluate {what} {formula!r}: {err}") from err
+    mat = np.asarray(pd.DataFrame(mat).to_numpy(dtype=float))
+    if mat.shape[0] != len(newdata) or not np.all(np.isfinite(mat)):
+        raise ValueError(f"newdata: missing or non-finite values in the columns of {what}")
+    return mat
