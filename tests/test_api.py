@@ -196,3 +196,29 @@ def test_cli_demo_and_errors(capsys, tmp_path):
     assert cli_main(["fit", str(csv), "--formula", "Yield ~ zz", "--groups", "Batch"]) == 2
     proc = subprocess.run([sys.executable, "-m", "mixedjax", "fit"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_import_is_light_and_the_api_loads_on_first_use():
+    """``import mixedjax`` loads JAX and its configuration only (issue "Interactive speed",
+    deliverable 4); pandas, formulaic and the model code load with the first public name.
+    Checked in a fresh process by what is imported, not by a clock."""
+    from conftest import checkout_env
+
+    code = (
+        "import sys, mixedjax, jax\n"
+        "names = ('pandas', 'formulaic', 'mixedjax.model.mixedlm')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert jax.config.jax_enable_x64\n"
+        "assert mixedjax.MixedLM.__module__ == 'mixedjax.model.mixedlm'\n"
+        "assert 'pandas' in sys.modules and 'MixedLM' in dir(mixedjax)\n"
+        "from mixedjax import mixedlm, penalties\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env=checkout_env(),
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        mixedjax.nothing  # noqa: B018
