@@ -187,11 +187,11 @@ new response returned criteria ~9 units above a fresh `lmer()` fit of the same d
 checks, with slightly different θ.
 
 How: `fit_many` fits all responses in one compiled call by continuous batching
-(`mixedjax/stream.py`): {res["slots"]} slots each make one evaluation per pass of a
+(`mixedjax/fit/stream.py`): {res["slots"]} slots each make one evaluation per pass of a
 `lax.while_loop`, a finished fit frees its slot for the next response, a tail phase with
 fewer slots takes the fits that need more than {res["budget"]} evaluations, and only fits
 above a 1e-12 scaled gradient get exact-Newton polishing. As `MixedLM.fit` does, the fits
-run on the internally centred and scaled design (`mixedjax/conditioning.py`), each response
+run on the internally centred and scaled design (`mixedjax/fit/conditioning.py`), each response
 with its own location and scale; a fit left unconverged would be refitted by `MixedLM.fit`
 (refitted here: {res["refitted"]}). The earlier design (`vmap` of the single-fit optimiser, every member
 waiting for the slowest) measured 13.2 s warm (6x) for the same benchmark.
