@@ -100,9 +100,12 @@ def check_bootstrap(data, res, factors):
 
 
 def check_profile(data, res, factors):
-    ci = res.conf_int(method="profile")
-    est = res.fe_params
-    assert np.all(ci.loc[est.index, "lower"] < est) and np.all(est < ci.loc[est.index, "upper"])
+    ci = res.conf_int(method="profile")  # lme4's row names: "(Intercept)", "sd_...|g", ...
+    names = ["(Intercept)" if n in ("Intercept", "const") else n for n in res.fe_params.index]
+    est = res.fe_params.to_numpy()
+    assert np.all(ci.loc[names, "lower"].to_numpy() < est)
+    assert np.all(est < ci.loc[names, "upper"].to_numpy())
+    assert ci.loc["sigma", "lower"] < np.sqrt(res.scale) < ci.loc["sigma", "upper"]
 
 
 def check_ddf(data, res, factors):

@@ -41,5 +41,5 @@ def test_lrt_without_refit_and_errors():
         mixedjax.lrt(m1, dye)
     with pytest.raises(ValueError, match="at least two"):
         mixedjax.lrt(m1)
-    with pytest.raises(TypeError, match="MixedLMResults"):
+    with pytest.raises(TypeError, match="not a fitted mixed model"):
         mixedjax.lrt(m1, "m2")
