@@ -94,8 +94,9 @@ def time_mixedjax_cold(csv_path, cache_dir=None) -> dict:
     persistent compilation cache is off; with it, compiled code is written to (first call)
     or read from (later calls) that directory."""
     env = dict(os.environ)
-    if cache_dir is None:
+    if cache_dir is None:  # mixedjax turns JAX's cache on at import unless told not to
         env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+        env["MIXEDJAX_NO_CACHE"] = "1"
     else:
         env["JAX_ENABLE_COMPILATION_CACHE"] = "true"
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
