@@ -2,19 +2,13 @@
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-# Each test process compiles into a cache of its own: a test run neither reads entries that
-# other processes (a developer's sessions, another run) are writing nor depends on what
-# earlier runs left in the user's cache. The cache tests set their own directories.
-os.environ.setdefault("MIXEDJAX_CACHE_DIR", tempfile.mkdtemp(prefix="mixedjax-test-cache-"))
-
-import mixedjax  # noqa: E402, F401  (turns on float64)
+import mixedjax  # noqa: F401  (turns on float64)
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 ROOT = Path(__file__).resolve().parents[1]
