@@ -381,7 +381,19 @@ def crossed_design(X, terms) -> CrossedDesign:
 
 def crossed_data(y, design: CrossedDesign) -> CrossedData:
     """The cross-products of response ``y (n,)`` on ``design`` (``jnp``: differentiable in
-    ``y`` and vmappable over responses)."""
+    ``y`` and vmappable over responses).
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> from mixedjax import datasets, functional as F
+        >>> df = datasets.load("penicillin")
+        >>> ones = np.ones((len(df), 1))
+        >>> codes = [pd.factorize(df[c], sort=True)[0] for c in ("plate", "sample")]
+        >>> design = F.crossed_design(ones, [(ones, codes[0]), (ones, codes[1])])
+        >>> data = F.crossed_data(df["diameter"].to_numpy(float), design)
+        >>> float(data.dense[-1, -1]) == float((df["diameter"] ** 2).sum())  # y'y
+        True
+    """
     return with_response(design.data, design.structure, design.rows, jnp.asarray(y))
 
 
@@ -405,7 +417,21 @@ class CrossedFit(NamedTuple):
 
 
 def crossed_deviance(theta, data: CrossedData, structure: CrossedStructure, reml: bool = True):
-    """Profiled deviance of a crossed model (:func:`mixedjax.engines.crossed.deviance`)."""
+    """Profiled deviance of a crossed model (:func:`mixedjax.engines.crossed.deviance`);
+    ``θ`` in the order of :class:`CrossedDesign`.
+
+    Example:
+        >>> import numpy as np, pandas as pd, jax.numpy as jnp
+        >>> from mixedjax import datasets, functional as F
+        >>> df = datasets.load("penicillin")
+        >>> ones = np.ones((len(df), 1))
+        >>> codes = [pd.factorize(df[c], sort=True)[0] for c in ("plate", "sample")]
+        >>> design = F.crossed_design(ones, [(ones, codes[0]), (ones, codes[1])])
+        >>> data = F.crossed_data(df["diameter"].to_numpy(float), design)
+        >>> theta = jnp.array([1.53967752493588, 3.5124150670082])   # lme4's theta
+        >>> round(float(F.crossed_deviance(theta, data, design.structure)), 3)  # REMLcrit
+        330.861
+    """
     return crossed_engine.deviance(theta, data, structure, reml)
 
 
