@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from mixedjax.core.covariance import theta_to_factor
-from mixedjax.core.distributions import norm_ppf
 from mixedjax.design.crossed import CrossedStructure
 from mixedjax.engines.crossed import term_factors
+from mixedjax.inference.intervals import interval_frame
 from mixedjax.spec.formula import spec_matrix
 from mixedjax.spec.lme4_formula import parse_formula
 from mixedjax.spec.offsets import split_offsets
@@ -244,18 +244,7 @@ def predict_frame(
         zu = z - zk
         var = var + np.einsum("mr,rs,ms->m", zu, _prior_cov(results), zu)
         var = var + unestimated @ np.asarray(results.vcomp, dtype=float).reshape(-1)
-    out = pd.DataFrame({"predicted": pred})
-    if interval is None:
-        return out
-    if interval not in ("confidence", "prediction"):
-        raise ValueError(f"interval must be None, 'confidence' or 'prediction', got {interval!r}")
-    if interval == "prediction":
-        var = var + results.scale / weights
-    zq = float(norm_ppf(1 - alpha / 2))
-    out["se"] = np.sqrt(var)
-    out["lower"] = pred - zq * out["se"]
-    out["upper"] = pred + zq * out["se"]
-    return out
+    return interval_frame(pred, interval, alpha, lambda: var, results.scale / weights)
 
 
 def predict(

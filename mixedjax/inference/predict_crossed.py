@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse  # a dependency of jax: sparse Z'Z for the interval system
 
-from mixedjax.core.distributions import norm_ppf
 from mixedjax.engines.crossed import term_factors
+from mixedjax.inference.intervals import interval_frame
 from mixedjax.spec.formula import spec_matrix
 from mixedjax.spec.lme4_formula import has_bar_terms, parse_formula
 from mixedjax.spec.offsets import split_offsets
@@ -92,19 +92,11 @@ def predict_crossed(results, newdata, include_random, allow_new_levels, interval
             pred = pred + np.einsum("mq,mq->m", design, values)
     if offset is not None:
         pred = pred + offset
-    out = pd.DataFrame({"predicted": pred})
-    if interval is None:
-        return out
-    if interval not in ("confidence", "prediction"):
-        raise ValueError(f"interval must be None, 'confidence' or 'prediction', got {interval!r}")
-    var = _prediction_error_variance(results, exog, rows, include_random)
-    if interval == "prediction":
-        var = var + results.scale / weights
-    zq = float(norm_ppf(1 - alpha / 2))
-    out["se"] = np.sqrt(var)
-    out["lower"] = pred - zq * out["se"]
-    out["upper"] = pred + zq * out["se"]
-    return out
+
+    def confidence_variance():
+        return _prediction_error_variance(results, exog, rows, include_random)
+
+    return interval_frame(pred, interval, alpha, confidence_variance, results.scale / weights)
 
 
 def _term_factors(results) -> list[np.ndarray]:
