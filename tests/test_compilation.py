@@ -155,3 +155,28 @@ def test_default_cache_directory_follows_platform(monkeypatch):
         assert default_cache_dir() == Path("/tmp/xdg-test/mixedjax/jax")
     monkeypatch.setenv("MIXEDJAX_CACHE_DIR", "/tmp/elsewhere")
     assert default_cache_dir() == Path("/tmp/elsewhere")
+
+
+def test_cache_entries_appear_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A writer killed in the middle of a cache entry leaves no entry under its final name
+    (JAX's own put wrote straight to it, and a truncated entry crashes the reader), only a
+    partial file that is removed later; a normal write leaves the entry and no partial."""
+    from jax._src import lru_cache
+
+    from mixedjax.core import compilation
+
+    assert compilation.make_cache_writes_atomic()
+    cache = lru_cache.LRUCache(str(tmp_path), max_size=1 << 20)
+    cache.put("whole", b"x" * 1000)
+    assert cache.get("whole") == b"x" * 1000
+    assert not list(tmp_path.glob(f"{compilation.PARTIAL_PREFIX}*"))
+
+    def killed(src, dst):  # the process dies between writing and renaming
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compilation.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("torn", b"y" * 1000)
+    monkeypatch.undo()
+    assert cache.get("torn") is None  # a miss: the next process compiles again
+    assert cache.get("whole") == b"x" * 1000

@@ -12,8 +12,11 @@ Across processes, JAX's persistent cache (on by default from ``import mixedjax``
 instead of compiling it again (compilation takes seconds; loading, milliseconds).
 """
 
+import contextlib
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -58,8 +61,9 @@ def enable_compilation_cache(
     affects every jitted function of the process, not only mixedjax's), caches every
     compilation that took at least ``min_compile_secs`` seconds, and keeps the directory
     under ``max_bytes`` by evicting the least recently used entries (``-1``: no bound).
-    JAX writes entries atomically and guards eviction with a file lock, so concurrent
-    processes (pytest-xdist workers, notebook kernels) can share one directory. Returns the
+    JAX guards reads, writes and eviction with a file lock, so concurrent processes
+    (pytest-xdist workers, notebook kernels) can share one directory, and mixedjax makes
+    each entry appear atomically (:func:`make_cache_writes_atomic`). Returns the
     directory.
 
     Example:
@@ -74,6 +78,8 @@ def enable_compilation_cache(
     if not (isinstance(max_bytes, int) and (max_bytes > 0 or max_bytes == -1)):
         raise ValueError(f"max_bytes must be a positive integer or -1, got {max_bytes!r}")
     path.mkdir(parents=True, exist_ok=True)
+    make_cache_writes_atomic()
+    _remove_stale_partial_entries(path)
     _reset_jax_cache()
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
@@ -81,6 +87,92 @@ def enable_compilation_cache(
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
     return path
+
+
+#: Prefix of an entry being written (:func:`make_cache_writes_atomic`).
+PARTIAL_PREFIX = ".mixedjax-partial-"
+
+
+def make_cache_writes_atomic() -> bool:
+    """Make each new entry of JAX's on-disk cache appear whole or not at all.
+
+    JAX's ``LRUCache.put`` writes an entry straight to its final name. A process killed
+    during that write (an interrupted kernel, a test run stopped by a timeout) leaves a
+    truncated file, and every later process that loads that entry crashes in JAX's
+    deserializer (a segmentation fault or an abort: seen twice here in test runs sharing one
+    cache directory). The replacement writes the bytes to a temporary file in the same
+    directory and renames it into place (``os.replace``, atomic on POSIX and Windows), with
+    the same lock, size check, eviction and access-time record as JAX's. It only replaces a
+    ``put`` whose cache has the attributes it relies on (JAX's private ``lru_cache``
+    module); otherwise JAX's own method runs. Returns whether writes are atomic now.
+
+    Example:
+        >>> from mixedjax.core.compilation import make_cache_writes_atomic
+        >>> make_cache_writes_atomic()
+        True
+    """
+    try:
+        from jax._src import lru_cache
+    except ImportError:
+        return False
+    cls = getattr(lru_cache, "LRUCache", None)
+    suffixes = (
+        getattr(lru_cache, "_CACHE_SUFFIX", None),
+        getattr(lru_cache, "_ATIME_SUFFIX", None),
+    )
+    if cls is None or None in suffixes or not hasattr(cls, "_evict_if_needed"):
+        return False
+    if getattr(cls.put, "_mixedjax_atomic", False):
+        return True
+    jax_put = cls.put
+    cache_suffix, atime_suffix = suffixes
+
+    def put(self, key: str, value: bytes) -> None:
+        needed = ("path", "eviction_enabled", "lock", "lock_timeout_secs", "max_size")
+        if not all(hasattr(self, a) for a in needed) or not isinstance(self.path, Path):
+            return jax_put(self, key, value)  # e.g. a remote (non-local) cache
+        if not key or (self.eviction_enabled and len(value) > self.max_size):
+            return jax_put(self, key, value)  # JAX raises or warns and skips
+        final = self.path / f"{key}{cache_suffix}"
+        if self.eviction_enabled:
+            self.lock.acquire(timeout=self.lock_timeout_secs)
+        try:
+            if final.exists():
+                return None
+            self._evict_if_needed(additional_size=len(value))
+            _write_atomically(final, value)
+            if self.eviction_enabled:
+                stamp = time.time_ns().to_bytes(8, "little")
+                _write_atomically(self.path / f"{key}{atime_suffix}", stamp)
+        finally:
+            if self.eviction_enabled:
+                self.lock.release()
+        return None
+
+    put._mixedjax_atomic = True
+    cls.put = put
+    return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def _remove_stale_partial_entries(path: Path, older_than_secs: float = 3600.0) -> None:
+    """Delete what killed writers left behind (never read: JAX only loads final names)."""
+    now = time.time()
+    for partial in path.glob(f"{PARTIAL_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if now - partial.stat().st_mtime > older_than_secs:
+                partial.unlink()
 
 
 def disable_compilation_cache() -> None:
