@@ -84,6 +84,7 @@ class BatchResults:
         gtol: float,
         maxiter: int,
         free_mask: np.ndarray,
+        terms: Sequence = (),
     ):
         self.names = list(names)
         self.reml = reml
@@ -113,7 +114,7 @@ class BatchResults:
             self.cov_re = np.einsum("kij,klj->kil", L, L) * self.scale[:, None, None]
             self.vcomp = out.theta[:, structure.k_re2 :] ** 2 * self.scale[:, None]
         self.refitted = np.zeros(0, dtype=int)
-        self._terms = getattr(model_of, "terms", ())
+        self._terms = list(terms)  # crossed models: the RandomTerms behind term_variances
 
     def __len__(self) -> int:
         return len(self.names)
@@ -369,17 +370,10 @@ def fit_many(
         member.__dict__.pop("_standardized_cache", None)
         return member
 
-    out, refitted = _refit_stragglers(
-        out, lambda i: model_of(i).fit(reml=bool(reml), maxiter=int(maxiter), gtol=gtol)
-    )
-
-    results = BatchResults(
-        names, out, model.structure, model.exog_names, model.exog_re_names, model_of,
+    return _finish(
+        out, names, model.structure, model.exog_names, model.exog_re_names, model_of,
         bool(reml), method, gtol, int(maxiter), free,
     )  # fmt: skip
-    results.refitted = refitted
-    _warn_unconverged(results)
-    return results
 
 
 def _response_data(design: GroupedData, Y, X, Z, model) -> GroupedData:
@@ -443,6 +437,24 @@ def fit_all(data, free, gtol, batched_fields, structure, reml, method, maxiter, 
 #: At most this many unconverged members of a batch are refitted one by one (see
 #: :func:`_refit_stragglers`); the others keep the streaming result and are reported.
 MAX_STRAGGLER_REFITS = 64
+
+
+def _finish(
+    out, names, structure, exog_names, exog_re_names, model_of, reml, method, gtol, maxiter,
+    free, terms=(),
+) -> BatchResults:  # fmt: skip
+    """The end of every batch fit: refit the stragglers with their own single fit, build
+    the :class:`BatchResults`, warn about members that still did not converge."""
+    out, refitted = _refit_stragglers(
+        out, lambda i: model_of(i).fit(reml=reml, maxiter=maxiter, gtol=gtol)
+    )
+    results = BatchResults(
+        names, out, structure, exog_names, exog_re_names, model_of, reml, method, gtol,
+        maxiter, free, terms,
+    )  # fmt: skip
+    results.refitted = refitted
+    _warn_unconverged(results, stacklevel=4)
+    return results
 
 
 def _refit_stragglers(out: batch.FitOutput, fit_member) -> tuple[batch.FitOutput, np.ndarray]:
@@ -539,16 +551,10 @@ def fit_models(
             int(maxiter), bar,
         )  # fmt: skip
     out = _to_original(out, stds, first.structure, bool(reml))
-    out, refitted = _refit_stragglers(
-        out, lambda i: models[i].fit(reml=bool(reml), maxiter=int(maxiter), gtol=gtol)
-    )
-    results = BatchResults(
-        names, out, first.structure, first.exog_names, first.exog_re_names,
+    return _finish(
+        out, names, first.structure, first.exog_names, first.exog_re_names,
         lambda i: models[i], bool(reml), method, gtol, int(maxiter), free,
     )  # fmt: skip
-    results.refitted = refitted
-    _warn_unconverged(results)
-    return results
 
 
 def fit_many_crossed(
@@ -615,14 +621,7 @@ def fit_many_crossed(
         member.data = with_response(model.data, structure, design, working)
         return member
 
-    model_of.terms = model.terms
-    out, refitted = _refit_stragglers(
-        out, lambda i: model_of(i).fit(reml=bool(reml), maxiter=int(maxiter), gtol=gtol)
-    )
-    results = BatchResults(
-        names, out, structure, model.exog_names, [], model_of, bool(reml), method, gtol,
-        int(maxiter), free,
+    return _finish(
+        out, names, structure, model.exog_names, [], model_of, bool(reml), method, gtol,
+        int(maxiter), free, model.terms,
     )  # fmt: skip
-    results.refitted = refitted
-    _warn_unconverged(results)
-    return results

@@ -83,6 +83,21 @@ class RowWeights(NamedTuple):
         return y + self.offset if self.has_offset else y
 
 
+class PriorWeights:
+    """Mixed into the models of both engines: their ``weights`` and ``offset``, read from
+    the :class:`RowWeights` in ``self.rows``."""
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """``(n,)`` prior weights, or ``None`` if the model has none."""
+        return self.rows.weights_or_none
+
+    @property
+    def offset(self) -> np.ndarray | None:
+        """``(n,)`` offset, or ``None`` if the model has none."""
+        return self.rows.offset_or_none
+
+
 #: The rows of a model without weights or offset.
 NO_WEIGHTS = RowWeights(np.asarray(1.0), np.asarray(0.0), False, False)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from mixedjax.core.watchdog import wait_ready
 from mixedjax.design.crossed import crossed_crossprods
-from mixedjax.design.weights import row_weights
+from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.fit.crossed import (
     NEWTON_MAX_DENSE,
     STALL_FACTOR,
@@ -35,7 +35,7 @@ from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import check_full_rank
 
 
-class CrossedMixedLM:
+class CrossedMixedLM(PriorWeights):
     """Linear mixed model with any number of random-effects terms on any grouping factors.
 
     Args:
@@ -96,16 +96,6 @@ class CrossedMixedLM:
         self.structure, self.data = crossed_crossprods(
             working_terms, self._working_exog, self._working_endog
         )
-
-    @property
-    def weights(self) -> np.ndarray | None:
-        """``(n,)`` prior weights, or ``None`` if the model has none."""
-        return self.rows.weights_or_none
-
-    @property
-    def offset(self) -> np.ndarray | None:
-        """``(n,)`` offset, or ``None`` if the model has none."""
-        return self.rows.offset_or_none
 
     @property
     def n_theta(self) -> int:

@@ -27,7 +27,7 @@ from mixedjax.core.covariance import (
     unpack,
 )
 from mixedjax.design.groups import GroupedData, group_crossprods, localize_columns, pad_groups
-from mixedjax.design.weights import row_weights
+from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
 from mixedjax.fit import conditioning, estimation, safeguards
 from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
@@ -57,7 +57,7 @@ def bucket_size(n: int) -> int:
     return size
 
 
-class MixedLM:
+class MixedLM(PriorWeights):
     """Linear mixed model, fitted by REML or ML (statsmodels' ``MixedLM`` API).
 
     Args:
@@ -214,16 +214,6 @@ class MixedLM:
             n_groups,
         )
         self.data: GroupedData = pad_groups(data, bucket_size(n_groups))
-
-    @property
-    def weights(self) -> np.ndarray | None:
-        """``(n,)`` prior weights, or ``None`` if the model has none."""
-        return self.rows.weights_or_none
-
-    @property
-    def offset(self) -> np.ndarray | None:
-        """``(n,)`` offset, or ``None`` if the model has none."""
-        return self.rows.offset_or_none
 
     def _init_crossed_only(self, y, X, exog_names, endog_names, vc_names, missing) -> None:
         """Attributes of a one-group crossed model too large for the dense per-group path."""
