@@ -28,6 +28,17 @@ def load_reference(name: str) -> tuple[dict, pd.DataFrame]:
     return ref, data
 
 
+@pytest.fixture(autouse=True)
+def _programs_within_mapping_cap():
+    """A test worker builds hundreds of programs; between tests, drop JAX's in-memory
+    caches when the process nears the kernel's cap on memory mappings (see
+    :mod:`mixedjax.core.program_budget`: beyond it XLA aborts the worker)."""
+    yield
+    from mixedjax.core.program_budget import release_programs_if_needed
+
+    release_programs_if_needed()
+
+
 @pytest.fixture(scope="session")
 def reference():
     return load_reference

@@ -19,6 +19,8 @@ import time
 
 import jax
 
+from mixedjax.core.program_budget import release_programs_if_needed
+
 #: Default seconds of waiting at (almost) zero CPU before a computation counts as stalled.
 DEFAULT_STALL_SECONDS = 60.0
 #: Fraction of one core below which the process counts as idle.
@@ -74,6 +76,7 @@ def wait_ready(tree, what: str = "computation", limit: float | None = None):
         >>> float(wait_ready(jnp.ones(3).sum(), "a sum"))
         3.0
     """
+    release_programs_if_needed()  # between calls: never inside a compilation
     limit = stall_seconds() if limit is None else float(limit)
     leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if hasattr(leaf, "is_ready")]
     if limit <= 0 or not all(_on_cpu(leaf) for leaf in leaves):
