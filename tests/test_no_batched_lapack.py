@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 
 import mixedjax
+from mixedjax.design.sizeclass import pad_theta
 from mixedjax.engines import information as inference
 from mixedjax.fit import estimation, safeguards
+from mixedjax.fit.program import fit_program, padded_problem
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from sweep_fit import make_data  # noqa: E402
@@ -69,6 +71,11 @@ def test_single_fit_programs(n_slopes, vc_sizes):
         .lower(phi, m.data, **kw)
         .as_text()
     )
+    size, padded, fmap = padded_problem(m.data, m.structure, m.k_fe, None)
+    texts["fit_program"] = fit_program.lower(
+        pad_theta(np.asarray(theta), size), pad_theta(np.ones(theta.size, bool), size),
+        padded, fmap, 1.0, 1e-9,
+    ).as_text()  # fmt: skip
     for name, text in texts.items():
         assert batched_lapack_calls(text) == [], name
 

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax.core.compilation import on_device
 from mixedjax.spec.terms import RandomTerm
 
 
@@ -187,7 +188,7 @@ def _kernel(pairs, products, key) -> jnp.ndarray:
     kernel = np.einsum("prc,psd->prscd", pairs[key[0]][2][a], pairs[key[1]][2][b])
     if key[0] == key[1]:
         kernel[a == b] *= 0.5
-    return jnp.asarray(kernel)
+    return kernel
 
 
 #: Dense terms with at most this many random effects (``n_k q_k``) use the small-term path.
@@ -283,35 +284,37 @@ def crossed_crossprods(
         dense[sk, M:] = kw.reshape(tk.n_levels * tk.q, W.shape[1])
         dense[M:, sk] = dense[sk, M:].T
     dense[M:, M:] = W.T @ W
-    data = CrossedData(
-        diag1=jnp.asarray(_segment_products(first.codes, n1, first.design, first.design)),
-        w1=jnp.asarray(_segment_products(first.codes, n1, first.design, W)),
-        pair_level=tuple(jnp.asarray(p[0].astype(np.int32)) for p in pairs),
-        pair_level1=tuple(jnp.asarray(p[1].astype(np.int32)) for p in pairs),
-        pair_block=tuple(jnp.asarray(p[2]) for p in pairs),
-        prod_a=tuple(jnp.asarray(products[key][0]) for key in sorted(products)),
-        prod_b=tuple(jnp.asarray(products[key][1]) for key in sorted(products)),
-        prod_target=tuple(
-            jnp.asarray(products[key][2].astype(np.int32)) for key in sorted(products)
-        ),
-        prod_j=tuple(
-            jnp.asarray(pairs[key[0]][1][products[key][0]].astype(np.int32))
-            if not structure.is_small(key[0])
-            else jnp.zeros(0, jnp.int32)
-            for key in sorted(products)
-        ),
-        prod_kernel=tuple(
-            _kernel(pairs, products, key)
-            if not structure.is_small(key[0])
-            else jnp.zeros((0, 1, 1, 1, 1))
-            for key in sorted(products)
-        ),
-        small_dense=tuple(
-            jnp.asarray(_small_dense(t, first)) if structure.is_small(k) else jnp.zeros(0)
-            for k, t in enumerate(rest)
-        ),
-        dense=jnp.asarray(dense),
-        n_obs=jnp.asarray(float(endog.shape[0])),
+    data = on_device(
+        CrossedData(
+            diag1=np.asarray(_segment_products(first.codes, n1, first.design, first.design)),
+            w1=np.asarray(_segment_products(first.codes, n1, first.design, W)),
+            pair_level=tuple(np.asarray(p[0].astype(np.int32)) for p in pairs),
+            pair_level1=tuple(np.asarray(p[1].astype(np.int32)) for p in pairs),
+            pair_block=tuple(np.asarray(p[2]) for p in pairs),
+            prod_a=tuple(np.asarray(products[key][0]) for key in sorted(products)),
+            prod_b=tuple(np.asarray(products[key][1]) for key in sorted(products)),
+            prod_target=tuple(
+                np.asarray(products[key][2].astype(np.int32)) for key in sorted(products)
+            ),
+            prod_j=tuple(
+                np.asarray(pairs[key[0]][1][products[key][0]].astype(np.int32))
+                if not structure.is_small(key[0])
+                else np.zeros(0, np.int32)
+                for key in sorted(products)
+            ),
+            prod_kernel=tuple(
+                _kernel(pairs, products, key)
+                if not structure.is_small(key[0])
+                else np.zeros((0, 1, 1, 1, 1))
+                for key in sorted(products)
+            ),
+            small_dense=tuple(
+                np.asarray(_small_dense(t, first)) if structure.is_small(k) else np.zeros(0)
+                for k, t in enumerate(rest)
+            ),
+            dense=np.asarray(dense),
+            n_obs=np.asarray(float(endog.shape[0])),
+        )
     )
     return structure, data
 
@@ -333,10 +336,12 @@ class ResponseDesign(NamedTuple):
 
 def response_design(terms: list[RandomTerm], exog: np.ndarray) -> ResponseDesign:
     """:class:`ResponseDesign` of ``terms`` (sorted as the model's) and ``exog``."""
-    return ResponseDesign(
-        tuple(jnp.asarray(t.design) for t in terms),
-        tuple(jnp.asarray(t.codes.astype(np.int32)) for t in terms),
-        jnp.asarray(exog),
+    return on_device(
+        ResponseDesign(
+            tuple(np.asarray(t.design) for t in terms),
+            tuple(t.codes.astype(np.int32) for t in terms),
+            np.asarray(exog),
+        )
     )
 
 

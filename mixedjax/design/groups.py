@@ -24,6 +24,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax.core.compilation import on_device
+
 
 class GroupedData(NamedTuple):
     """Per-group cross-products (a pytree; all float64 unless built otherwise).
@@ -94,15 +96,8 @@ def group_crossprods(
         for b in range(p):
             ZtX[:, a, b] = segment_sum(za * exog[:, b])
         Zty[:, a] = segment_sum(za * endog)
-    return GroupedData(
-        ZtZ=jnp.asarray(ZtZ),
-        ZtX=jnp.asarray(ZtX),
-        Zty=jnp.asarray(Zty),
-        XtX=jnp.asarray(exog.T @ exog),
-        Xty=jnp.asarray(exog.T @ endog),
-        yty=jnp.asarray(endog @ endog),
-        n_obs=jnp.asarray(float(n)),
-    )
+    host = GroupedData(ZtZ, ZtX, Zty, exog.T @ exog, exog.T @ endog, endog @ endog, float(n))
+    return on_device(host)
 
 
 def pad_groups(data: GroupedData, n_groups: int) -> GroupedData:
@@ -124,9 +119,10 @@ def pad_groups(data: GroupedData, n_groups: int) -> GroupedData:
         return data
 
     def pad(a):
-        return jnp.concatenate([a, jnp.zeros((extra,) + a.shape[1:], a.dtype)])
+        a = np.asarray(a)
+        return np.concatenate([a, np.zeros((extra,) + a.shape[1:], a.dtype)])
 
-    return data._replace(ZtZ=pad(data.ZtZ), ZtX=pad(data.ZtX), Zty=pad(data.Zty))
+    return data._replace(**on_device(dict(ZtZ=pad(data.ZtZ), ZtX=pad(data.ZtX), Zty=pad(data.Zty))))
 
 
 class LocalColumns(NamedTuple):

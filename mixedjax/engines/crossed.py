@@ -43,7 +43,7 @@ import numpy as np
 
 from mixedjax.core import smallmat
 from mixedjax.design.crossed import CrossedData, CrossedStructure
-from mixedjax.engines.onefactor import LOG_2PI
+from mixedjax.engines.onefactor import LOG_2PI, reml_weight_and_dof
 
 
 def term_factors(theta: jnp.ndarray, structure: CrossedStructure) -> list[jnp.ndarray]:
@@ -192,15 +192,14 @@ def _dense_logdets_jvp(M, p, primals, tangents):
 
 
 def objective_from_factor(f: CrossedFactor, n_obs, structure: CrossedStructure, reml: bool):
-    """``-2 log L`` (ML) or the REML criterion from the factor (σ², β profiled out)."""
+    """``-2 log L`` (ML) or the REML criterion from the factor (σ², β profiled out);
+    ``reml`` may be a traced 0/1 weight."""
     M, p = structure.n_dense, structure.p
     logdet_Z, logdet_X, log_pwrss = dense_logdets(f.dense, M, p)
     logdet_V = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol1)) + logdet_Z
-    dof = n_obs - p if reml else n_obs
+    weight, dof = reml_weight_and_dof(reml, n_obs, None, p)
     value = logdet_V + dof * (1.0 + LOG_2PI + log_pwrss - jnp.log(dof))
-    if reml:
-        value = value + logdet_X
-    return value
+    return value + weight * logdet_X if weight is not None else value
 
 
 def deviance(theta, data: CrossedData, structure: CrossedStructure, reml: bool):
@@ -245,7 +244,7 @@ def estimates(theta, data: CrossedData, structure: CrossedStructure, reml: bool)
     L_XX = L[M : M + p, M : M + p]
     beta = jax.scipy.linalg.solve_triangular(L_XX.T, L[M + p, M : M + p], lower=False)
     pwrss = L[M + p, M + p] ** 2
-    scale = pwrss / (n_obs - p if reml else n_obs)
+    scale = pwrss / reml_weight_and_dof(reml, n_obs, None, p)[1]
     L_inv = jax.scipy.linalg.solve_triangular(L_XX, jnp.eye(p, dtype=L.dtype), lower=True)
     cov_beta = scale * L_inv.T @ L_inv
 

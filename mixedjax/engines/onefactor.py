@@ -26,7 +26,10 @@ observations and ``p`` fixed effects the profiled objectives (``-2 log L``, lme4
                   + (n-p)\\left(1 + \\log \\frac{2π\\,\\mathrm{pwrss}}{n-p}\\right).
 
 Each evaluation costs ``O(n_groups (r^3 + r^2 p) + p^3)``. Everything here is a pure function
-of arrays, safe under ``jit``, ``vmap`` and ``grad``; ``structure`` and ``reml`` are static.
+of arrays, safe under ``jit``, ``vmap`` and ``grad``. ``structure`` is either a static
+:class:`~mixedjax.core.covariance.CovStructure` or a
+:class:`~mixedjax.design.sizeclass.FactorMap` (the pattern as data, for programs shared by a
+size class); ``reml`` is a static bool or, with a ``FactorMap``, a traced 0/1 weight.
 """
 
 from typing import NamedTuple
@@ -38,6 +41,7 @@ import numpy as np
 from mixedjax.core import smallmat
 from mixedjax.core.covariance import CovStructure, theta_to_factor
 from mixedjax.design.groups import GroupedData
+from mixedjax.design.sizeclass import FactorMap
 
 LOG_2PI = 1.8378770664093453
 #: Largest ``r`` evaluated entry by entry (:func:`_gls_system_unrolled`); the unrolled graph
@@ -97,6 +101,28 @@ def _crossprod_block(data: GroupedData) -> jnp.ndarray:
     return jnp.concatenate([top, bottom], axis=0)
 
 
+def relative_factor(theta: jnp.ndarray, structure: CovStructure | FactorMap) -> jnp.ndarray:
+    """``Λ (r, r)`` at ``θ`` for a static structure or a :class:`FactorMap`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from mixedjax.design.sizeclass import factor_map
+        >>> fmap = factor_map(CovStructure(1), 2, n_fe=1)
+        >>> relative_factor(jnp.array([0.5, 0.0, 0.0]), fmap).tolist()
+        [[0.5, 0.0], [0.0, 0.0]]
+    """
+    if isinstance(structure, FactorMap):
+        index = jnp.asarray(structure.index)
+        return jnp.where(index >= 0, theta[jnp.maximum(index, 0)], 0.0)
+    return theta_to_factor(theta, structure)
+
+
+def real_fixed_effects(structure: CovStructure | FactorMap):
+    """``p`` of a padded problem (a ``FactorMap`` carries it), ``None`` otherwise (the
+    GLS system's size)."""
+    return structure.n_fe if isinstance(structure, FactorMap) else None
+
+
 def group_factors(theta: jnp.ndarray, data: GroupedData, structure: CovStructure) -> GroupFactors:
     """Factor every group's ``M_i`` at ``θ`` (the hot path).
 
@@ -108,7 +134,7 @@ def group_factors(theta: jnp.ndarray, data: GroupedData, structure: CovStructure
         >>> group_factors(theta, m.data, m.structure).chol.shape
         (8, 1, 1)
     """
-    Lam = theta_to_factor(theta, structure)
+    Lam = relative_factor(theta, structure)
     r = Lam.shape[0]
     LamT_ZtZ_Lam = jnp.einsum("ji,gjk,kl->gil", Lam, data.ZtZ, Lam)
     M = LamT_ZtZ_Lam + jnp.eye(r, dtype=Lam.dtype)
@@ -147,7 +173,7 @@ def _gls_system_unrolled(theta: jnp.ndarray, data: GroupedData, structure: CovSt
     zero (above the diagonal, between blocks) are skipped at trace time. Same numbers as the
     batched path, about five times faster per evaluation and gradient.
     """
-    Lam = theta_to_factor(theta, structure)
+    Lam = relative_factor(theta, structure)
     nonzero = factor_pattern(structure)
     r = Lam.shape[0]
     ZtZ = smallmat.entries(data.ZtZ)
@@ -184,8 +210,11 @@ def _gls_system_unrolled(theta: jnp.ndarray, data: GroupedData, structure: CovSt
     return GLSSystem(logdet, _crossprod_block(data) - correction)
 
 
-def factor_pattern(structure: CovStructure) -> np.ndarray:
-    """Static ``(r, r)`` boolean pattern of the entries of ``Λ`` that can be non-zero."""
+def factor_pattern(structure: CovStructure | FactorMap) -> np.ndarray:
+    """Static ``(r, r)`` boolean pattern of the entries of ``Λ`` that can be non-zero (the
+    whole lower triangle for a :class:`FactorMap`, whose pattern is data)."""
+    if isinstance(structure, FactorMap):
+        return np.tril(np.ones((structure.n_random, structure.n_random), dtype=bool))
     q = structure.k_re
     pattern = np.zeros((structure.n_random, structure.n_random), dtype=bool)
     pattern[:q, :q] = np.tril(np.ones((q, q), dtype=bool))
@@ -216,7 +245,13 @@ def gls_system_cov(
     blocks = [cov_re] + [
         v * jnp.eye(s, dtype=cov_re.dtype) for v, s in zip(vcomp, structure.vc_sizes, strict=True)
     ]
-    G = jax.scipy.linalg.block_diag(*blocks)
+    return gls_system_relative_cov(jax.scipy.linalg.block_diag(*blocks), data)
+
+
+def gls_system_relative_cov(G: jnp.ndarray, data: GroupedData) -> GLSSystem:
+    """:class:`GLSSystem` at the profile-scale random-effects covariance ``G₁ (r, r)`` (see
+    :func:`gls_system_cov`; any pattern, e.g. read off a
+    :class:`~mixedjax.design.sizeclass.FactorMap`)."""
     r = G.shape[0]
     # Z_i'Z_i = W_i W_i' (a data constant), so |I + Z_i'Z_i G| = |S_i| with the positive
     # definite S_i = I + W_i' G W_i, and G (I + Z_i'Z_i G)⁻¹ = G - G W_i S_i⁻¹ W_i' G
@@ -283,8 +318,22 @@ def solve_gls(system: jnp.ndarray) -> GLSSolution:
     )
 
 
-def profiled_objective(gls: GLSSystem, n_obs: jnp.ndarray, reml: bool) -> jnp.ndarray:
+def reml_weight_and_dof(reml, n_obs, system: jnp.ndarray, n_fe=None):
+    """``(weight of log|X'V⁻¹X|, degrees of freedom)``: ``(None, n)`` for ML, ``(1, n - p)``
+    for REML; a traced ``reml`` (0 or 1) gives ``(reml, n - reml p)``. ``p`` is ``n_fe``
+    if given (padded systems carry extra identity rows), else the system's size."""
+    p = system.shape[0] - 1 if n_fe is None else n_fe
+    if isinstance(reml, bool):
+        return (1.0, n_obs - p) if reml else (None, n_obs)
+    weight = jnp.asarray(reml, dtype=jnp.result_type(n_obs, float))
+    return weight, n_obs - weight * p
+
+
+def profiled_objective(gls: GLSSystem, n_obs: jnp.ndarray, reml: bool, n_fe=None) -> jnp.ndarray:
     """``-2 log L`` with β and σ² profiled out (lme4's deviance / REML criterion).
+
+    ``n_fe`` is the number of real fixed effects when the system is padded (default: its
+    size); ``reml`` may be a traced 0/1 weight.
 
     Example:
         >>> import jax.numpy as jnp, mixedjax
@@ -295,13 +344,10 @@ def profiled_objective(gls: GLSSystem, n_obs: jnp.ndarray, reml: bool) -> jnp.nd
         >>> round(float(profiled_objective(gls, m.data.n_obs, reml=True)), 6)   # lme4: 319.654277
         319.654277
     """
-    p = gls.system.shape[0] - 1
     sol = solve_gls(gls.system)
-    dof = n_obs - p if reml else n_obs
+    weight, dof = reml_weight_and_dof(reml, n_obs, gls.system, n_fe)
     value = gls.logdet_V + dof * (1.0 + LOG_2PI + jnp.log(sol.pwrss / dof))
-    if reml:
-        value = value + sol.logdet_XVX
-    return value
+    return value + weight * sol.logdet_XVX if weight is not None else value
 
 
 def profiled_deviance(
@@ -320,7 +366,8 @@ def profiled_deviance(
         >>> round(float(profiled_deviance(theta, m.data, m.structure, reml=True)), 6)
         319.654277
     """
-    value = profiled_objective(gls_system_theta(theta, data, structure), data.n_obs, reml)
+    gls = gls_system_theta(theta, data, structure)
+    value = profiled_objective(gls, data.n_obs, reml, real_fixed_effects(structure))
     return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
 
@@ -348,7 +395,9 @@ def objective_given_beta(
     return value
 
 
-def objective_given_scale(gls: GLSSystem, scale: jnp.ndarray, n_obs: jnp.ndarray, reml: bool):
+def objective_given_scale(
+    gls: GLSSystem, scale: jnp.ndarray, n_obs: jnp.ndarray, reml: bool, n_fe=None
+):
     """``-2 log L`` with β profiled out and σ² = ``scale`` given (for information matrices).
 
     Example:
@@ -360,13 +409,10 @@ def objective_given_scale(gls: GLSSystem, scale: jnp.ndarray, n_obs: jnp.ndarray
         >>> round(float(objective_given_scale(gls, 2451.25, m.data.n_obs, True)), 6)
         319.654277
     """
-    p = gls.system.shape[0] - 1
     sol = solve_gls(gls.system)
-    dof = n_obs - p if reml else n_obs
+    weight, dof = reml_weight_and_dof(reml, n_obs, gls.system, n_fe)
     value = gls.logdet_V + dof * (LOG_2PI + jnp.log(scale)) + sol.pwrss / scale
-    if reml:
-        value = value + sol.logdet_XVX
-    return value
+    return value + weight * sol.logdet_XVX if weight is not None else value
 
 
 def conditional_modes(

@@ -301,7 +301,16 @@ def variance_parameter_cov(model, phi: np.ndarray, reml: bool) -> np.ndarray:
     info = inference.variance_information(
         jnp.asarray(phi_std), std.data, structure=model.structure, reml=reml
     )
-    return J @ inference.invert_information(np.asarray(info)) @ J.T
+    return variance_parameter_cov_from(std, model, np.asarray(info))
+
+
+def variance_parameter_cov_from(std: Standardized, model, information_std: np.ndarray):
+    """:func:`variance_parameter_cov` from the observed information of ``φ*`` on the
+    standardized data ``std`` (e.g. the one the fit's program computed at its optimum)."""
+    from mixedjax.engines.information import invert_information
+
+    J = _phi_map(std, model.structure)
+    return J @ invert_information(np.asarray(information_std)) @ J.T
 
 
 def _phi_map(std: Standardized, structure: CovStructure) -> np.ndarray:

@@ -22,6 +22,8 @@ from mixedjax.engines.onefactor import (
     gls_system_theta,
     profiled_deviance,
     profiled_objective,
+    real_fixed_effects,
+    reml_weight_and_dof,
     solve_gls,
 )
 from mixedjax.fit.optimize import OptResult, minimize
@@ -38,29 +40,47 @@ def default_start(data: GroupedData, structure: CovStructure) -> jnp.ndarray:
 
     For a random-effect column ``z_j`` the start is ``θ_jj = 1/rms(z_j)`` (so ``1`` for an
     intercept, as in lme4, and a smaller value for a slope on a covariate with a large
-    spread); off-diagonal entries start at 0.
+    spread); off-diagonal entries start at 0. Jitted (vmappable); :func:`start_values` is
+    the same on the host.
 
     Example:
         >>> import jax.numpy as jnp, mixedjax
         >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
         ...                                   groups="Batch")
-        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
         >>> default_start(m.data, m.structure).tolist()
         [1.0]
     """
-    diag_totals = jnp.sum(jnp.diagonal(data.ZtZ, axis1=-2, axis2=-1), axis=0)  # (r,)
+    return _start_values(data, structure, jnp)
+
+
+def start_values(data: GroupedData, structure: CovStructure) -> np.ndarray:
+    """:func:`default_start` computed with NumPy (no compilation: a fit's start is host work).
+
+    Example:
+        >>> import mixedjax
+        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
+        ...                                   groups="Batch")
+        >>> start_values(m.data, m.structure).tolist()
+        [1.0]
+    """
+    host = GroupedData(*(np.asarray(a) for a in data))
+    return _start_values(host, structure, np)
+
+
+def _start_values(data: GroupedData, structure: CovStructure, xp):
+    diag_totals = xp.sum(xp.diagonal(data.ZtZ, axis1=-2, axis2=-1), axis=0)  # (r,)
     q = structure.k_re
     re_ms = diag_totals[:q] / data.n_obs
     vc_ms = []
     start = q
     for size in structure.vc_sizes:
-        vc_ms.append(jnp.sum(diag_totals[start : start + size]) / data.n_obs)
+        vc_ms.append(xp.sum(diag_totals[start : start + size]) / data.n_obs)
         start += size
-    mean_square = jnp.concatenate([re_ms, jnp.asarray(vc_ms, dtype=re_ms.dtype).reshape(-1)])
-    scale = 1.0 / jnp.sqrt(jnp.where(mean_square > 0, mean_square, 1.0))
-    diag_mask = jnp.asarray(structure.diagonal_theta_mask())
-    diag_index = jnp.cumsum(diag_mask) - 1
-    return jnp.where(diag_mask, scale[diag_index], 0.0)
+    mean_square = xp.concatenate([re_ms, xp.asarray(vc_ms, dtype=re_ms.dtype).reshape(-1)])
+    scale = 1.0 / xp.sqrt(xp.where(mean_square > 0, mean_square, 1.0))
+    diag_mask = xp.asarray(structure.diagonal_theta_mask())
+    diag_index = xp.cumsum(diag_mask) - 1
+    return xp.where(diag_mask, scale[diag_index], 0.0)
 
 
 @partial(tiered_jit, static_argnames=("structure", "reml", "method", "maxiter", "verbose"))
@@ -236,10 +256,11 @@ def fixed_estimates(theta: jnp.ndarray, data: GroupedData, structure: CovStructu
     """
     gls = gls_system_theta(theta, data, structure)
     sol = solve_gls(gls.system)
-    p = sol.beta.shape[0]
-    scale = sol.pwrss / (data.n_obs - p if reml else data.n_obs)
+    n_fe = real_fixed_effects(structure)  # padded problems: the real p
+    _, dof = reml_weight_and_dof(reml, data.n_obs, gls.system, n_fe)
+    scale = sol.pwrss / dof
     L_inv = smallmat.inverse_lower(sol.xvx_chol.T)  # (X'V₁⁻¹X)⁻¹ = L⁻ᵀL⁻¹
-    objective = profiled_objective(gls, data.n_obs, reml)
+    objective = profiled_objective(gls, data.n_obs, reml, n_fe)
     objective = jnp.where(jnp.isfinite(objective), objective, jnp.inf)  # as profiled_deviance
     return FixedEstimates(sol.beta, scale, scale * L_inv.T @ L_inv, objective)
 

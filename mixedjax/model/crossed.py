@@ -10,6 +10,7 @@ of :mod:`mixedjax.engines.crossed`; cross-products are computed once by
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,17 +20,11 @@ from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.fit.crossed import (
     NEWTON_MAX_DENSE,
     STALL_FACTOR,
+    CrossedProgramOutput,
     deviance_at,
-    estimates_at,
-    fit_theta,
+    fit_program,
 )
-from mixedjax.fit.estimation import BOUNDARY_PROBE
-from mixedjax.fit.optimize import (
-    STATUS_CONVERGED,
-    STATUS_MESSAGES,
-    STATUS_STALLED,
-    OptResult,
-)
+from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES, STATUS_STALLED
 from mixedjax.spec.offsets import OffsetSpec
 from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import check_full_rank
@@ -204,21 +199,21 @@ class CrossedMixedLM(PriorWeights):
         free_mask = np.ones(self.n_theta, bool) if free is None else np.asarray(free) != 0
         if theta0.shape != (self.n_theta,) or free_mask.shape != (self.n_theta,):
             raise ValueError(f"start_params and free must have length {self.n_theta} (theta)")
-        result: OptResult = fit_theta(
-            jnp.asarray(theta0),
-            jnp.asarray(free_mask),
+        out: CrossedProgramOutput = fit_program(
+            theta0,  # host arrays: jnp.asarray would compile a copy program per shape
+            free_mask,
             self.data,
+            1.0 if reml else 0.0,
             gtol,
             structure=self.structure,
-            reml=bool(reml),
             method=method,
             maxiter=int(maxiter),
             newton_steps=8 if self.structure.n_dense + self.k_fe < NEWTON_MAX_DENSE else 0,
         )
-        result = wait_ready(result, what="crossed optimiser")
-        theta, value, zeroed = self._snap(
-            np.asarray(result.x), float(result.value), free_mask, reml
-        )
+        out = jax.device_get(wait_ready(out, what="crossed optimiser"))
+        result = out.opt
+        theta, value = np.asarray(out.theta, dtype=float), float(out.value)
+        zeroed = tuple(int(i) for i in np.flatnonzero(out.zeroed))
         status = int(result.status)
         converged = status == STATUS_CONVERGED
         message = STATUS_MESSAGES[status]
@@ -241,35 +236,9 @@ class CrossedMixedLM(PriorWeights):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        est = estimates_at(jnp.asarray(theta), self.data, structure=self.structure, reml=reml)
-        return CrossedMixedLMResults(self, theta, est, summary, bool(reml))
-
-    def _snap(self, theta, value, free_mask, reml):
-        """Signs (non-negative factor diagonals) and exact zeros for boundary variances,
-        each kept only if the objective is not worse (as ``estimation.snap_to_boundary``)."""
-        theta = theta.copy()
-        zeroed = []
-        for q, sl in zip(self.structure.q, self.structure.theta_slices(), strict=True):
-            upper_rows, upper_cols = np.triu_indices(q)
-            rows, cols = upper_cols, upper_rows
-            block = theta[sl]
-            for j in range(q):
-                in_col = cols == j
-                if block[np.flatnonzero(in_col & (rows == j))[0]] < 0:
-                    block[in_col] = -block[in_col]
-            theta[sl] = block
-            for j in range(q):
-                diag = sl.start + int(np.flatnonzero((cols == j) & (rows == j))[0])
-                if not free_mask[diag] or abs(theta[diag]) >= BOUNDARY_PROBE:
-                    continue
-                trial = theta.copy()
-                col_idx = sl.start + np.flatnonzero(cols == j)
-                trial[col_idx[free_mask[col_idx]]] = 0.0
-                trial_value = self.deviance(trial, reml)
-                if np.isfinite(trial_value) and trial_value <= value + 1e-10 * max(1, abs(value)):
-                    theta, value = trial, min(value, trial_value)
-                    zeroed.append(diag)
-        return theta, value, tuple(zeroed)
+        return CrossedMixedLMResults(
+            self, theta, out.estimates, summary, bool(reml), information=out.information
+        )
 
     def fit_many(self, Y, reml: bool = True, **kwargs):
         """Fit ``k`` responses ``Y (n, k)`` on this design in one compiled call; a

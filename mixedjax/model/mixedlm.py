@@ -27,11 +27,13 @@ from mixedjax.core.covariance import (
     unpack,
 )
 from mixedjax.design.groups import GroupedData, group_crossprods, localize_columns, pad_groups
+from mixedjax.design.sizeclass import bucket_size  # noqa: F401  (re-exported)
 from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
 from mixedjax.fit import conditioning, estimation, safeguards
 from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.fit.options import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
+from mixedjax.fit.program import run_fit
 from mixedjax.spec.offsets import OffsetSpec
 from mixedjax.spec.validation import (
     as_float_matrix,
@@ -39,22 +41,6 @@ from mixedjax.spec.validation import (
     check_full_rank,
     handle_missing,
 )
-
-
-def bucket_size(n: int) -> int:
-    """Smallest size ``>= n`` of the form ``2^k`` or ``3 * 2^(k-1)`` (at least 8).
-
-    The group axis is padded with empty groups to this size, so data sets whose numbers of
-    groups fall in the same bucket share compiled code (padding at most doubles the work).
-
-    Example:
-        >>> [bucket_size(n) for n in (1, 9, 13, 17, 100, 1000)]
-        [8, 12, 16, 24, 128, 1024]
-    """
-    size = 8
-    while size < n:
-        size = size * 3 // 2 if (size & (size - 1)) == 0 else size * 4 // 3
-    return size
 
 
 class MixedLM(PriorWeights):
@@ -561,7 +547,7 @@ class MixedLM(PriorWeights):
         # Fit on centred and scaled data (see mixedjax.fit.conditioning); report on the original.
         std = self._standardized(center_re=free is None)
         default_theta = conditioning.theta_to_original(
-            std, estimation.default_start(std.data, self.structure), self.structure
+            std, estimation.start_values(std.data, self.structure), self.structure
         )
         free_theta = self._free_mask(free)
         if start_params is not None:
@@ -579,59 +565,36 @@ class MixedLM(PriorWeights):
                 f"(add {offset:.10g} for the original data)",
                 flush=True,
             )
-        result = estimation.fit_theta(
-            jnp.asarray(conditioning.theta_to_standard(std, theta0, self.structure)),
-            jnp.asarray(free_theta),
-            std.data,
-            gtol,
-            structure=self.structure,
-            reml=bool(reml),
-            method=method,
-            maxiter=int(maxiter),
-            verbose=bool(verbose),
-        )
-        result, n_restarts, saddle = safeguards.escape_saddle(
-            result,
-            free_theta,
-            std.data,
-            gtol,
-            structure=self.structure,
-            reml=bool(reml),
-            method=method,
-            maxiter=int(maxiter),
-        )
-        theta_std, value_std, zeroed = estimation.snap_to_boundary(
-            np.asarray(result.x),
-            float(result.value),
-            free_theta,
-            std.data,
-            self.structure,
-            bool(reml),
-        )
-        theta = conditioning.theta_to_original(std, theta_std, self.structure)
-        value = conditioning.objective_to_original(std, value_std, self.nobs, bool(reml))
-        status = int(result.status)
-        converged = status == STATUS_CONVERGED and not saddle
+        run = run_fit(
+            std.data, self.structure, conditioning.theta_to_standard(std, theta0, self.structure),
+            free_theta, bool(reml), gtol, method, int(maxiter), bool(verbose),
+            cache=self.__dict__.setdefault("_program_cache", {}),
+        )  # fmt: skip
+        theta = conditioning.theta_to_original(std, run.theta_std, self.structure)
+        value = conditioning.objective_to_original(std, run.value_std, self.nobs, bool(reml))
+        status = int(run.result.status)
+        converged = status == STATUS_CONVERGED and not run.saddle
         summary = OptSummary.from_opt(
-            result, method=method, theta_start=theta0, theta=theta, objective=value, gtol=gtol,
-            maxiter=maxiter, free_mask=free_theta, boundary=zeroed, converged=converged,
-            message="stopped at a saddle point" if saddle else STATUS_MESSAGES[status],
+            run.result, method=method, theta_start=theta0, theta=theta, objective=value,
+            gtol=gtol, maxiter=maxiter, free_mask=free_theta, boundary=run.zeroed,
+            converged=converged,
+            message="stopped at a saddle point" if run.saddle else STATUS_MESSAGES[status],
         )  # fmt: skip
         if verbose:
             jax.effects_barrier()  # the trace lines are printed before the summary
             print(summary, flush=True)
         if not converged:
             warnings.warn(
-                safeguards.convergence_diagnosis(status, summary, saddle),
+                safeguards.convergence_diagnosis(status, summary, run.saddle),
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        est_std = estimation.estimates_at(
-            jnp.asarray(theta_std), std.data, structure=self.structure, reml=bool(reml)
-        )
-        est = conditioning.estimates_to_original(std, est_std, self.structure, bool(reml))
+        est = conditioning.estimates_to_original(std, run.estimates_std, self.structure, bool(reml))
         safeguards.check_finite(theta, est)
-        return MixedLMResults(self, theta, est, summary, bool(reml))
+        cov_user = None
+        if run.information_std is not None:
+            cov_user = conditioning.variance_parameter_cov_from(std, self, run.information_std)
+        return MixedLMResults(self, theta, est, summary, bool(reml), cov_user=cov_user)
 
     def _standardized(self, center_re: bool) -> "conditioning.Standardized":
         """Centred and scaled copy of the data (computed once per ``center_re``)."""

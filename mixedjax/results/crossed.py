@@ -54,8 +54,12 @@ class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
         3.731
     """
 
-    def __init__(self, model, theta, est: CrossedEstimates, opt: OptSummary, reml: bool):
+    def __init__(
+        self, model, theta, est: CrossedEstimates, opt: OptSummary, reml: bool, information=None
+    ):
         object.__setattr__(self, "_frozen", False)
+        # the fit's program computed the information (bse and summary() compile nothing)
+        object.__setattr__(self, "_engine_information", information)
         self.model = model
         self.reml = reml
         self.method = "REML" if reml else "ML"
@@ -172,12 +176,13 @@ class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
         from mixedjax.engines.information import invert_information, variance_information
 
         structure = self.model.structure
-        info = np.array(
-            variance_information(
+        info = self._engine_information
+        if info is None:
+            info = variance_information(
                 jnp.asarray(self._engine_phi), self.model.data, structure=structure,
                 reml=self.reml,
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+        info = np.array(info)
         held = np.zeros(info.shape[0], dtype=bool)
         starts = np.cumsum([0] + [q * (q + 1) // 2 for q in structure.q])
         zero_terms = []

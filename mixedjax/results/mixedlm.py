@@ -242,9 +242,19 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         ([251.405, 10.467], 654.94, False)
     """
 
-    def __init__(self, model, theta: np.ndarray, est: Estimates, opt: OptSummary, reml: bool):
+    def __init__(
+        self,
+        model,
+        theta: np.ndarray,
+        est: Estimates,
+        opt: OptSummary,
+        reml: bool,
+        cov_user: np.ndarray | None = None,
+    ):
         g = model.n_groups
         object.__setattr__(self, "_frozen", False)
+        if cov_user is not None:  # the fit's program computed it (summary() compiles nothing)
+            object.__setattr__(self, "_cov_user", np.asarray(cov_user))
         self.model = model
         self.reml = reml
         self.method = "REML" if reml else "ML"

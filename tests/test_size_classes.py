@@ -1,0 +1,173 @@
+"""Size classes: one compiled program per engine and size class; padding changes no number.
+
+Builds (compilations and loads from the persistent cache alike) are counted with JAX's
+``/jax/core/compile/backend_compile_duration`` event, which fires once per executable JAX
+builds, whatever its origin (mixedjax's kernels, eager ``jnp`` operations, copies).
+"""
+
+import contextlib
+
+import jax
+import numpy as np
+import pytest
+
+import mixedjax
+from mixedjax.design import sizeclass
+from mixedjax.fit import conditioning, estimation
+from mixedjax.fit.program import run_fit
+
+BUILD = "/jax/core/compile/backend_compile_duration"
+
+
+_ACTIVE: list[list[str]] = []
+
+
+def _listener(event, duration, **kwargs):
+    if event == BUILD:
+        for built in _ACTIVE:
+            built.append(kwargs.get("fun_name", "?"))
+
+
+jax.monitoring.register_event_duration_secs_listener(_listener)  # once per process
+
+
+@contextlib.contextmanager
+def count_builds():
+    """Yields a list that collects the name of every executable built inside the block."""
+    built: list[str] = []
+    _ACTIVE.append(built)
+    try:
+        yield built
+    finally:
+        _ACTIVE.remove(built)
+
+
+def _everyday(result):
+    """What a user reads after a fit (none of it may build a program)."""
+    str(result.summary())
+    result.varcorr()
+    read = (result.bse, result.random_effects, result.llf, result.aic, result.bic)
+    assert all(x is not None for x in read) and result.cov_params() is not None
+
+
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+def _sleep_subset(n_subjects):
+    df = mixedjax.datasets.load("sleepstudy")
+    return df[df["Subject"].isin(np.sort(df["Subject"].unique())[:n_subjects])]
+
+
+def test_the_kinds_of_small_models_share_programs():
+    """Each fit builds at most one program (its class's, if no earlier fit built it); a
+    fit in a class seen before builds nothing, whatever its data, covariance pattern or
+    REML/ML; the everyday results build nothing."""
+    sleep = mixedjax.datasets.load("sleepstudy")
+    orth = mixedjax.datasets.load("orthodont")
+    dye = mixedjax.datasets.load("dyestuff")
+    pen = mixedjax.datasets.load("penicillin")
+    session = [
+        ("slopes", lambda: mixedjax.mixedlm(SLEEP, sleep).fit(), "onefactor 2-2"),
+        ("ML refit", lambda: mixedjax.mixedlm(SLEEP, sleep).fit(reml=False), "onefactor 2-2"),
+        ("other data", lambda: mixedjax.mixedlm(SLEEP, _sleep_subset(10)).fit(), "onefactor 2-2"),
+        (
+            "diagonal ||",
+            lambda: mixedjax.mixedlm("Reaction ~ Days + (Days || Subject)", sleep).fit(),
+            "onefactor 2-2",
+        ),
+        (
+            "statsmodels formula",
+            lambda: mixedjax.MixedLM.from_formula(
+                "Reaction ~ Days", sleep, groups="Subject", re_formula="~Days"
+            ).fit(),
+            "onefactor 2-2",
+        ),
+        ("intercept", lambda: mixedjax.mixedlm("Yield ~ 1 + (1 | Batch)", dye).fit(), "1-1"),
+        (
+            "factor, p=3",
+            lambda: mixedjax.mixedlm("distance ~ age + Sex + (1 | Subject)", orth).fit(),
+            "onefactor 4-1",
+        ),
+        (
+            "factor, p=4",
+            lambda: mixedjax.mixedlm("distance ~ age * Sex + (1 | Subject)", orth).fit(),
+            "onefactor 4-1",
+        ),
+        (
+            "crossed",
+            lambda: mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit(),
+            "crossed penicillin",
+        ),
+        (
+            "crossed ML",
+            lambda: mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit(
+                reml=False
+            ),
+            "crossed penicillin",
+        ),
+    ]
+    seen = set()
+    for label, fit, size in session:
+        with count_builds() as built:
+            result = fit()
+        assert len(built) <= (0 if size in seen else 1), (label, built)
+        seen.add(size)
+        with count_builds() as built:
+            _everyday(result)
+        assert built == [], (label, built)
+
+
+def test_refit_and_summary_build_nothing():
+    model = mixedjax.mixedlm(SLEEP, mixedjax.datasets.load("sleepstudy"))
+    first = model.fit()
+    _everyday(first)
+    with count_builds() as built:
+        again = model.fit()
+        _everyday(again)
+        model.fit(reml=False)
+    assert built == []
+    assert again.llf == first.llf
+
+
+@pytest.mark.parametrize(
+    "formula, reml",
+    [
+        (SLEEP, True),
+        ("Reaction ~ Days + (Days || Subject)", False),
+        ("Reaction ~ Days + (1 | Subject)", True),
+    ],
+)
+def test_padded_program_equals_the_exact_kernels(formula, reml):
+    """The size class's program (padded groups, fixed and random effects; pattern and
+    REML as data) gives the exact-shape kernels' numbers to rounding."""
+    model = mixedjax.mixedlm(formula, mixedjax.datasets.load("sleepstudy"))
+    std = model._standardized(center_re=True)
+    s = model.structure
+    theta0 = estimation.start_values(std.data, s)
+    free = np.ones(s.n_theta, bool)
+    run = run_fit(std.data, s, theta0, free, reml, 1e-9, "lbfgs", 500)
+    exact = estimation.fit_theta(theta0, free, std.data, 1e-9, structure=s, reml=reml)
+    theta, value, _ = estimation.snap_to_boundary(
+        np.asarray(exact.x), float(exact.value), free, std.data, s, reml
+    )
+    est = estimation.estimates_at(theta, std.data, structure=s, reml=reml)
+    np.testing.assert_allclose(run.theta_std, theta, rtol=1e-6, atol=1e-8)
+    assert abs(run.value_std - value) <= 1e-9 * abs(value)
+    for name in ("beta", "cov_beta", "blups", "cond_cov"):
+        np.testing.assert_allclose(
+            getattr(run.estimates_std, name), getattr(est, name), rtol=1e-5, atol=1e-8,
+            err_msg=name,
+        )  # fmt: skip
+    # The information the program returns is the standalone kernel's.
+    result = model.fit(reml=reml)
+    standalone = conditioning.variance_parameter_cov(model, result._phi, reml)
+    np.testing.assert_allclose(result._cov_user, standalone, rtol=1e-6, atol=1e-12)
+
+
+def test_size_class_rules():
+    assert tuple(sizeclass.size_class(5, 1, 1)) == (256, 1, 1)
+    assert tuple(sizeclass.size_class(300, 5, 3)) == (384, 8, 4)
+    assert tuple(sizeclass.size_class(5000, 5, 3)) == (6144, 5, 3)  # large: exact p, r
+    with pytest.raises(ValueError, match="does not fit"):
+        d = mixedjax.mixedlm(SLEEP, mixedjax.datasets.load("sleepstudy")).data
+        sizeclass.pad_crossprods(d, sizeclass.SizeClass(8, 2, 2))
