@@ -9,6 +9,7 @@ import contextlib
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 import mixedjax
@@ -58,6 +59,23 @@ def _sleep_subset(n_subjects):
     return df[df["Subject"].isin(np.sort(df["Subject"].unique())[:n_subjects])]
 
 
+def _three_effects(n_groups=20, rows=12, seed=7):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), rows)
+    x1, x2 = rng.standard_normal((2, g.size))
+    b = rng.standard_normal((n_groups, 3)) * [1.0, 0.7, 0.5]
+    y = (
+        1
+        + 0.5 * x1
+        - 0.3 * x2
+        + b[g, 0]
+        + b[g, 1] * x1
+        + b[g, 2] * x2
+        + rng.standard_normal(g.size)
+    )
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
+
+
 def test_the_kinds_of_small_models_share_programs():
     """Each fit builds at most one program (its class's, if no earlier fit built it); a
     fit in a class seen before builds nothing, whatever its data, covariance pattern or
@@ -66,6 +84,7 @@ def test_the_kinds_of_small_models_share_programs():
     orth = mixedjax.datasets.load("orthodont")
     dye = mixedjax.datasets.load("dyestuff")
     pen = mixedjax.datasets.load("penicillin")
+    pastes = mixedjax.datasets.load("pastes")
     session = [
         ("slopes", lambda: mixedjax.mixedlm(SLEEP, sleep).fit(), "onefactor 2-2"),
         ("ML refit", lambda: mixedjax.mixedlm(SLEEP, sleep).fit(reml=False), "onefactor 2-2"),
@@ -83,6 +102,16 @@ def test_the_kinds_of_small_models_share_programs():
             "onefactor 2-2",
         ),
         ("intercept", lambda: mixedjax.mixedlm("Yield ~ 1 + (1 | Batch)", dye).fit(), "1-1"),
+        (
+            "three correlated",
+            lambda: mixedjax.mixedlm("y ~ x1 + x2 + (1 + x1 + x2 | g)", _three_effects()).fit(),
+            "onefactor 4-4",
+        ),
+        (
+            "nested",
+            lambda: mixedjax.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit(),
+            "nested pastes",
+        ),
         (
             "factor, p=3",
             lambda: mixedjax.mixedlm("distance ~ age + Sex + (1 | Subject)", orth).fit(),
@@ -115,6 +144,18 @@ def test_the_kinds_of_small_models_share_programs():
         with count_builds() as built:
             _everyday(result)
         assert built == [], (label, built)
+
+
+def test_df_programs_are_shared_by_a_size_class():
+    """Satterthwaite's df (``coef_table``) run one program per size class: after one
+    model's table, another model of the class (other data, other pattern) builds nothing."""
+    sleep = mixedjax.datasets.load("sleepstudy")
+    mixedjax.mixedlm(SLEEP, sleep).fit().coef_table()
+    other = mixedjax.mixedlm("Reaction ~ Days + (Days || Subject)", _sleep_subset(12))
+    with count_builds() as built:
+        table = other.fit(reml=False).coef_table()
+    assert built == []
+    assert np.all(np.isfinite(table["df"].to_numpy()))
 
 
 def test_refit_and_summary_build_nothing():

@@ -1,10 +1,9 @@
-"""Compiled-code reuse: shape buckets (in memory) and JAX's persistent compilation cache.
+"""Compiled-code reuse: size classes (in memory) and JAX's persistent compilation cache.
 
-In one process, JAX caches each jitted kernel per static configuration (structure, REML/ML,
-optimiser) and array shapes. :class:`~mixedjax.MixedLM` pads the group axis to
-:func:`~mixedjax.design.sizeclass.bucket_size` (8, 12, 16, 24, 32, 48, ...), so a new data set whose
-number of groups falls in the same bucket (and with the same numbers of fixed and random
-effects) reuses the compiled optimiser: only the first fit of a bucket compiles.
+In one process, JAX caches each jitted kernel per static configuration and array shapes.
+:meth:`~mixedjax.MixedLM.fit` runs one program per *size class*
+(:mod:`mixedjax.design.sizeclass`: padded groups, fixed and random effects; the covariance
+pattern and REML/ML as data), so only the first fit of a class compiles.
 
 Across processes, JAX's persistent cache (on by default from ``import mixedjax``:
 :func:`configure_default_cache`, :func:`enable_compilation_cache`,

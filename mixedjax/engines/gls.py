@@ -31,6 +31,7 @@ import numpy as np
 from mixedjax.core import smallmat
 from mixedjax.core.covariance import CovStructure, user_to_profile
 from mixedjax.design.crossed import CrossedStructure
+from mixedjax.design.sizeclass import FactorMap
 from mixedjax.engines import crossed
 from mixedjax.engines.onefactor import (
     GLSSystem,
@@ -44,7 +45,7 @@ def is_crossed(structure) -> bool:
     """Whether ``structure`` belongs to the crossed engine."""
     if isinstance(structure, CrossedStructure):
         return True
-    if isinstance(structure, CovStructure):
+    if isinstance(structure, CovStructure | FactorMap):
         return False
     raise TypeError(f"structure must be a CovStructure or CrossedStructure, got {structure!r}")
 

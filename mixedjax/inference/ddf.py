@@ -46,8 +46,10 @@ import numpy as np
 from mixedjax.core import smallmat
 from mixedjax.core.covariance import CovStructure
 from mixedjax.design.groups import GroupedData
-from mixedjax.engines.gls import gls_from_theta, gls_from_user
-from mixedjax.engines.onefactor import objective_given_scale
+from mixedjax.design.sizeclass import pad_theta
+from mixedjax.engines.gls import gls_from_theta, gls_from_user, is_crossed
+from mixedjax.engines.onefactor import objective_given_scale, real_fixed_effects
+from mixedjax.fit.program import padded_problem
 
 
 # ----------------------------------------------------------------- engine functions
@@ -55,7 +57,7 @@ def fixed_cov_varpar(varpar: jnp.ndarray, data: GroupedData, structure: CovStruc
     """``C(ϑ) = σ² (X'V₁(θ)⁻¹X)⁻¹`` with ``ϑ = (θ, σ)``; ``(p, p)``."""
     theta, sigma = varpar[:-1], varpar[-1]
     system = gls_from_theta(theta, data, structure).system
-    p = system.shape[0] - 1
+    p = system.shape[0] - 1  # padded problems: the padding block is I (cut off later)
     XVX = system[:p, :p]
     return sigma**2 * smallmat.cho_solve(smallmat.cholesky(XVX), jnp.eye(p, dtype=XVX.dtype))
 
@@ -64,7 +66,7 @@ def deviance_varpar(varpar, data: GroupedData, structure: CovStructure, reml: bo
     """lmerTest's ``devfun_vp``: ``-2 log L`` at ``ϑ = (θ, σ)``, β profiled out."""
     theta, sigma = varpar[:-1], varpar[-1]
     gls = gls_from_theta(theta, data, structure)
-    return objective_given_scale(gls, sigma**2, data.n_obs, reml)
+    return objective_given_scale(gls, sigma**2, data.n_obs, reml, real_fixed_effects(structure))
 
 
 def xvx_user(gamma: jnp.ndarray, data: GroupedData, structure: CovStructure):
@@ -106,6 +108,31 @@ def _satterthwaite_derivatives(varpar, data, *, structure, reml):
     return C, J, H
 
 
+@jax.jit
+def _satterthwaite_derivatives_padded(varpar, data, fmap, reml):
+    """:func:`_satterthwaite_derivatives` on a size class's padded problem
+    (:mod:`mixedjax.design.sizeclass`): one program for every model of the class."""
+    C = fixed_cov_varpar(varpar, data, fmap)
+    J = jax.jacfwd(fixed_cov_varpar)(varpar, data, fmap)
+    H = jax.hessian(deviance_varpar)(varpar, data, fmap, reml)
+    return C, J, H
+
+
+def _derivatives(theta, sigma, data, structure, reml):
+    """``(C, ∂C/∂ϑ, ∇²d)`` at ``ϑ = (θ, σ)``: one-factor models through their size class."""
+    if is_crossed(structure):
+        varpar = jnp.asarray(np.append(np.asarray(theta, float), sigma))
+        return _satterthwaite_derivatives(varpar, data, structure=structure, reml=reml)
+    p, n = data.XtX.shape[0], structure.n_theta
+    size, padded, fmap = padded_problem(data, structure, p, None)
+    varpar = np.append(pad_theta(np.asarray(theta, float), size), sigma)
+    C, J, H = jax.device_get(
+        _satterthwaite_derivatives_padded(varpar, padded, fmap, 1.0 if reml else 0.0)
+    )
+    keep = np.r_[np.arange(n), H.shape[0] - 1]  # θ, then σ (padding cut off)
+    return C[:p, :p], J[:p, :p][:, :, keep], H[np.ix_(keep, keep)]
+
+
 def positive_part_inverse(H: np.ndarray, tol: float = 1e-8) -> np.ndarray:
     """Inverse of a symmetric matrix over its eigenvalues ``> tol`` (lmerTest's rule)."""
     H = 0.5 * (H + H.T)
@@ -118,8 +145,7 @@ def satterthwaite_inputs(
     theta: np.ndarray, sigma: float, data: GroupedData, structure: CovStructure, reml: bool
 ) -> SatterthwaiteInputs:
     """Autodiff derivatives at ``ϑ̂ = (θ̂, σ̂)`` (either engine)."""
-    varpar = jnp.asarray(np.append(np.asarray(theta, float), sigma))
-    C, J, H = _satterthwaite_derivatives(varpar, data, structure=structure, reml=reml)
+    C, J, H = _derivatives(theta, sigma, data, structure, reml)
     H = np.asarray(H)
     eigval = np.linalg.eigvalsh(0.5 * (H + H.T))
     if np.any(eigval < -1e-8):
