@@ -14,13 +14,14 @@ instead of compiling it again (compilation takes seconds; loading, milliseconds)
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from mixedjax.core import exports
+from mixedjax.core.exports import write_atomically
 from mixedjax.core.program_budget import release_programs_if_needed
 from mixedjax.core.watchdog import wait_ready
 
@@ -87,6 +88,7 @@ def enable_compilation_cache(
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
+    exports.set_export_dir(path.with_name(path.name + "-exports"))
     return path
 
 
@@ -141,10 +143,10 @@ def make_cache_writes_atomic() -> bool:
             if final.exists():
                 return None
             self._evict_if_needed(additional_size=len(value))
-            _write_atomically(final, value)
+            write_atomically(final, value, PARTIAL_PREFIX)
             if self.eviction_enabled:
                 stamp = time.time_ns().to_bytes(8, "little")
-                _write_atomically(self.path / f"{key}{atime_suffix}", stamp)
+                write_atomically(self.path / f"{key}{atime_suffix}", stamp, PARTIAL_PREFIX)
         finally:
             if self.eviction_enabled:
                 self.lock.release()
@@ -153,18 +155,6 @@ def make_cache_writes_atomic() -> bool:
     put._mixedjax_atomic = True
     cls.put = put
     return True
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
 
 
 def _remove_stale_partial_entries(path: Path, older_than_secs: float = 3600.0) -> None:
@@ -187,6 +177,7 @@ def disable_compilation_cache() -> None:
     """
     _reset_jax_cache()
     jax.config.update("jax_enable_compilation_cache", False)
+    exports.set_export_dir(None)
 
 
 def configure_default_cache() -> Path | None:
@@ -232,6 +223,7 @@ def tiered_jit(
     static_argnames: tuple[str, ...],
     data_arg: str = "data",
     quick_up_to: float = QUICK_COMPILE_GROUPS,
+    export_name: str | None = None,
 ):
     """``jax.jit(fun)`` with two compiled variants chosen by the size of the data.
 
@@ -266,26 +258,49 @@ def tiered_jit(
 
     def choose(args, kwargs):
         data = signature.bind_partial(*args, **kwargs).arguments[data_arg]
-        if data.ZtZ.shape[-3] > quick_up_to or _tracing((args, kwargs)):
+        ZtZ = getattr(data, "ZtZ", None)  # other engines' data: always the optimised build
+        if ZtZ is None or ZtZ.shape[-3] > quick_up_to or _tracing((args, kwargs)):
             return optimised  # inside another jit the outer compilation decides
         return quick
 
+    def exported(args, kwargs):
+        """``(True, out)`` through :mod:`mixedjax.core.exports`, else ``(False, None)``."""
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        static = {k: v for k, v in bound.arguments.items() if k in static_argnames}
+        if static.get("verbose"):  # host callbacks: not exportable
+            return False, None
+        dynamic = tuple(v for k, v in bound.arguments.items() if k not in static_argnames)
+        options = QUICK_COMPILE_OPTIONS if choose(args, kwargs) is quick else None
+        return exports.call_exported(export_name, fun, static, dynamic, options)
+
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        if not _tracing((args, kwargs)):
+        tracing = _tracing((args, kwargs))
+        if not tracing:
             release_programs_if_needed()  # a long session stays under the mapping cap
-        out = choose(args, kwargs)(*args, **kwargs)
+        done = False
+        if export_name is not None and not tracing:
+            done, out = exported(args, kwargs)
+        if not done:
+            out = choose(args, kwargs)(*args, **kwargs)
         if _tracing((args, kwargs)):
             return out
         # the host reads the result next: never wait for a deadlocked runtime for ever
         return wait_ready(out, what=f"{fun.__name__} program")
 
     call.lower = lambda *args, **kwargs: choose(args, kwargs).lower(*args, **kwargs)
-    call._cache_size = lambda: quick._cache_size() + optimised._cache_size()
+    call._cache_size = lambda: (
+        quick._cache_size()
+        + optimised._cache_size()
+        + (exports.wrappers_cache_size(export_name) if export_name else 0)
+    )
 
     def clear_cache():
         quick.clear_cache()
         optimised.clear_cache()
+        if export_name:
+            exports.clear_wrappers(export_name)
 
     call.clear_cache = clear_cache
     return call

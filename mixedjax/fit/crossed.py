@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixedjax.core.compilation import tiered_jit
 from mixedjax.design.crossed import CrossedData, CrossedStructure, with_response
 from mixedjax.engines import crossed
 from mixedjax.engines.information import user_objective
@@ -68,7 +69,11 @@ class CrossedProgramOutput(NamedTuple):
     information: jnp.ndarray
 
 
-@partial(jax.jit, static_argnames=("structure", "method", "maxiter", "newton_steps"))
+@partial(
+    tiered_jit,
+    static_argnames=("structure", "method", "maxiter", "newton_steps"),
+    export_name="crossed_fit_program",
+)
 def fit_program(
     theta0, free_mask, data: CrossedData, reml, gtol, *, structure, method, maxiter, newton_steps
 ) -> CrossedProgramOutput:

@@ -98,8 +98,13 @@ def minimize(
     gtol: float = 1e-9,
     newton_steps: int = 8,
     verbose: bool = False,
+    return_hessian: bool = False,
 ) -> OptResult:
     """Minimise ``fun(x, args)`` over the free coordinates (pure; call it under ``jit``).
+
+    With ``return_hessian`` (static) it returns ``(OptResult, H)``: the exact Hessian at
+    ``x`` that the Newton polish computed anyway (NaN where the polish did not run), so a
+    caller's curvature check costs no second Hessian graph.
 
     ``verbose`` (static) prints one line per iteration from inside the compiled loop
     (iteration, objective, scaled gradient; see :func:`print_trace`).
@@ -120,7 +125,10 @@ def minimize(
         return fun(jnp.where(free, x, x0), args)
 
     if method == "newton":
-        return _newton(f, free, x0, maxiter, gtol)
+        result = _newton(f, free, x0, maxiter, gtol)
+        if return_hessian:  # not kept by Newton's loop: unknown (callers check on the host)
+            return result, jnp.full((x0.size, x0.size), jnp.nan, x0.dtype)
+        return result
 
     value_and_grad = jax.value_and_grad(f)
     value0, grad0 = value_and_grad(x0)
@@ -192,11 +200,16 @@ def minimize(
     x, _, value, grad, n_iter, n_eval, status = jax.lax.while_loop(cond, body, carry)
     status = jnp.where(status < 0, STATUS_MAXITER, status)
 
-    x, value, grad, n_newton = _newton_polish(f, free, x, value, grad, newton_steps, verbose, gtol)
+    x, value, grad, n_newton, hess, has_hess = _newton_polish(
+        f, free, x, value, grad, newton_steps, verbose, gtol
+    )
     scaled = _scaled_grad(value, grad)
     status = jnp.where((status != STATUS_NONFINITE) & (scaled <= gtol), STATUS_CONVERGED, status)
     status = jnp.where(jnp.isfinite(value), status, STATUS_NONFINITE)
-    return OptResult(x, value, grad, n_iter, n_eval + 2 * n_newton, n_newton, scaled, status)
+    result = OptResult(x, value, grad, n_iter, n_eval + 2 * n_newton, n_newton, scaled, status)
+    if return_hessian:
+        return result, jnp.where(has_hess, hess, jnp.nan)
+    return result
 
 
 def print_trace(stage: str, iteration, value, scaled_grad, accepted=True) -> None:
@@ -264,8 +277,8 @@ def _newton_polish(f, free, x, value, grad, n_steps, verbose=False, gtol=0.0):
     hess0 = jnp.zeros((n, n), x.dtype)
     zero = jnp.asarray(0)
     carry = (x, value, grad, hess0, zero, zero, jnp.asarray(False), jnp.asarray(False))
-    x, value, grad, _, _, accepted, _, _ = jax.lax.while_loop(cond, body, carry)
-    return x, value, grad, accepted
+    x, value, grad, hess, _, accepted, _, started = jax.lax.while_loop(cond, body, carry)
+    return x, value, grad, accepted, hess, started  # hess: ∇²f at x if started
 
 
 def _value_grad_hessian(f):

@@ -5,7 +5,8 @@
 
 1. the optimiser (:func:`mixedjax.fit.optimize.minimize`) over the free entries of ``θ``;
 2. the curvature check at its end: the smallest eigenvalue of the free block of ``∇²d(θ)``
-   relative to the largest (a negative value flags a saddle point);
+   relative to the largest (a negative value flags a saddle point), on the exact Hessian
+   the Newton polish computed there (no second Hessian graph);
 3. the boundary snap of :func:`mixedjax.fit.estimation.snap_to_boundary` (columns of ``L``
    with a negative diagonal flipped, ``√τ₁ ≥ 0``; each small standard-deviation-like entry,
    with the rest of its column, tried at exactly 0 and kept there if ``d`` does not get
@@ -57,7 +58,8 @@ class ProgramOutput(NamedTuple):
     Attributes:
         opt: the optimiser's :class:`~mixedjax.fit.optimize.OptResult` (before the snap).
         curvature: ``()`` smallest eigenvalue of the free block of ``∇²d`` at ``opt.x``
-            over ``max(1, largest |eigenvalue|)`` (0 when all are non-negative).
+            over ``max(1, largest |eigenvalue|)`` (0 when all are non-negative; NaN when
+            unknown: the Newton polish, whose Hessian it reads, did not run).
         theta: ``(T,)`` the estimate after the sign convention and the boundary snap.
         value: ``()`` ``d(θ)`` there.
         zeroed: ``(T,)`` entries the snap set to 0.
@@ -76,7 +78,8 @@ class ProgramOutput(NamedTuple):
 
 
 def relative_curvature(hessian: jnp.ndarray, free: jnp.ndarray) -> jnp.ndarray:
-    """``min(0, λ_min) / max(1, max|λ|)`` of the free block of a Hessian (0 if not finite).
+    """``min(0, λ_min) / max(1, max|λ|)`` of the free block of a Hessian (NaN if it is not
+    finite: unknown).
 
     Example:
         >>> import jax.numpy as jnp
@@ -87,10 +90,11 @@ def relative_curvature(hessian: jnp.ndarray, free: jnp.ndarray) -> jnp.ndarray:
         0.0
     """
     both = free[:, None] & free[None, :]
-    H = jnp.where(both, 0.5 * (hessian + hessian.T), 0.0)
+    finite = jnp.all(jnp.isfinite(hessian))
+    H = jnp.where(both & finite, 0.5 * (hessian + hessian.T), 0.0)
     eigval, _ = smallmat.eigh(H)
     value = jnp.minimum(jnp.min(eigval), 0.0) / jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
-    return jnp.where(jnp.all(jnp.isfinite(hessian)), value, 0.0)
+    return jnp.where(finite, value, jnp.nan)
 
 
 def sign_convention(theta: jnp.ndarray, fmap: FactorMap) -> jnp.ndarray:
@@ -147,7 +151,7 @@ def user_objective(phi, data: GroupedData, fmap: FactorMap, reml) -> jnp.ndarray
     return objective_given_scale(gls, scale, data.n_obs, reml, fmap.n_fe)
 
 
-@partial(tiered_jit, static_argnames=("method", "maxiter", "verbose"))
+@partial(tiered_jit, static_argnames=("method", "maxiter", "verbose"), export_name="fit_program")
 def fit_program(
     theta0: jnp.ndarray,
     free_mask: jnp.ndarray,
@@ -188,11 +192,11 @@ def fit_program(
     def objective(theta, data):
         return profiled_deviance(theta, data, fmap, reml)
 
-    opt = minimize(
-        objective, theta0, data, free, method=method, maxiter=maxiter, gtol=gtol, verbose=verbose
-    )
-    hessian = jax.hessian(objective)(opt.x, data)
-    curvature = relative_curvature(hessian, free)
+    opt, hessian = minimize(
+        objective, theta0, data, free, method=method, maxiter=maxiter, gtol=gtol,
+        verbose=verbose, return_hessian=True,
+    )  # fmt: skip
+    curvature = relative_curvature(hessian, free)  # NaN: no Hessian (the polish did not run)
     theta, value, zeroed = snap_to_boundary(opt.x, opt.value, free, data, fmap, reml)
     fixed = fixed_estimates(theta, data, fmap, reml)
     blups, cond_cov = conditional_modes(theta, fixed.beta, data, fmap)
@@ -278,10 +282,11 @@ def run_fit(
     opt = out.opt
     result = opt._replace(x=opt.x[:n], grad=opt.grad[:n])
     polished = method != "newton" and int(opt.n_newton) > 0  # Newton's last step: a minimum
+    curvature = float(out.curvature)
     suspect = (
         int(opt.status) == STATUS_CONVERGED
         and not polished
-        and float(out.curvature) < -safeguards.NEGATIVE_CURVATURE
+        and not curvature >= -safeguards.NEGATIVE_CURVATURE  # negative, or unknown (NaN)
     )
     if not suspect:
         est = out.estimates
