@@ -446,7 +446,7 @@ change no likelihood).
 
 The sleepstudy design (10 visits per subject) with its own 18 subjects and, simulated, with
 1,000 and 100,000 subjects; each fit is timed live. The first fit of a size includes
-compilation (the group axis is padded to a bucket size, so similar sizes share compiled
+compilation (small problems are padded to a size class, so similar sizes share compiled
 code: the simulated 18-subject data reuse the model fitted above); the warm fit is the
 best of three.""",
     ),
