@@ -48,6 +48,7 @@ def test_crossed_prediction_equals_the_one_factor_engine(both_engines, include_r
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9)
 
 
+@pytest.mark.slow  # heavy cold (>20 s on 2 cores): the default suite stays under 5 minutes
 def test_crossed_simulation_and_bootstrap_equal_the_one_factor_engine(both_engines):
     crossed, one = both_engines
     np.testing.assert_allclose(crossed.simulate(3, seed=4), one.simulate(3, seed=4), rtol=1e-10)

@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import checkout_env
 
 import mixedjax
-from conftest import checkout_env
 from mixedjax.core import exports
 from mixedjax.fit.program import fit_program
 
@@ -81,8 +81,10 @@ SCRIPT = textwrap.dedent(
     """
     import json, jax
     traced = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda e, d, **k: traced.append(k.get("fun_name")) if e.endswith("trace_duration") else None)
+    def listen(event, duration, **kw):
+        if event.endswith("trace_duration"):
+            traced.append(kw.get("fun_name"))
+    jax.monitoring.register_event_duration_secs_listener(listen)
     import mixedjax
     df = mixedjax.datasets.load("dyestuff")
     r = mixedjax.mixedlm("Yield ~ 1 + (1 | Batch)", df).fit()

@@ -75,6 +75,7 @@ def _summary(y, X, codes):
     return f.beta[1] + 0.1 * f.beta[0] + jnp.log(f.scale) + 1e-3 * f.cov_re[0, 0] + f.theta[1]
 
 
+@pytest.mark.slow  # heavy cold (>20 s on 2 cores): the default suite stays under 5 minutes
 def test_implicit_gradient_matches_finite_differences(problem):
     _, y, X, codes, _ = problem
     grad = jax.jit(jax.grad(_summary, argnums=(0, 1)))

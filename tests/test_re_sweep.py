@@ -53,6 +53,7 @@ def test_fit_returns_converged(r):
     assert not report["warnings"], report
 
 
+@pytest.mark.slow  # heavy cold (>20 s on 2 cores): the default suite stays under 5 minutes
 def test_statsmodels_vcomp_2_model_returns_statsmodels_numbers():
     """The reported hang: statsmodels' test_vcomp_2 model, with statsmodels' (and R's)
     numbers at statsmodels' tolerances (fe_params 1e-4, covariances and SEs 1e-3)."""

@@ -174,8 +174,8 @@ def test_refit_and_summary_build_nothing():
     "formula, reml",
     [
         (SLEEP, True),
-        ("Reaction ~ Days + (Days || Subject)", False),
-        ("Reaction ~ Days + (1 | Subject)", True),
+        pytest.param("Reaction ~ Days + (Days || Subject)", False, marks=pytest.mark.slow),
+        pytest.param("Reaction ~ Days + (1 | Subject)", True, marks=pytest.mark.slow),
     ],
 )
 def test_padded_program_equals_the_exact_kernels(formula, reml):
