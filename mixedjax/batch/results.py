@@ -368,6 +368,7 @@ def fit_many(
             member.data, GroupedData(*GroupedData._fields),
         )  # fmt: skip
         member.__dict__.pop("_standardized_cache", None)
+        member.__dict__.pop("_program_cache", None)  # its padded data belong to the model
         return member
 
     return _finish(

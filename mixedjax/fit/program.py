@@ -247,7 +247,7 @@ def padded_problem(data: GroupedData, structure: CovStructure, n_fe: int, cache:
     """``(size class, padded data on the device, FactorMap)`` of a problem (cached by the
     identity of ``data``)."""
     key = ("padded", id(data))
-    if cache is not None and key in cache:
+    if cache is not None and key in cache and cache[key][0] is data:
         return cache[key][1:]
     size = size_class(data.ZtZ.shape[0], n_fe, structure.n_random)
     padded = jax.device_put(pad_crossprods(data, size))
