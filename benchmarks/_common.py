@@ -157,6 +157,20 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def log(msg: str) -> None:
+    """Print a progress line at once (the benchmarks run for minutes)."""
+    print(msg, flush=True)
+
+
+def publish(name: str, lines: list[str], write: bool = True) -> None:
+    """Print a benchmark's report and, with ``write``, make it RESULTS.md's ``name``
+    section (:func:`write_section`)."""
+    print("\n" + "\n".join(lines))
+    if write:
+        write_section(name, lines)
+        log(f"\nwrote the {name} section of benchmarks/RESULTS.md")
+
+
 def write_section(name: str, lines: list[str]) -> None:
     """Replace (or append) the block between ``<!-- name:start -->`` and ``<!-- name:end -->``
     in ``RESULTS.md`` with ``lines``; other scripts' sections are left alone."""

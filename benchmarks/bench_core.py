@@ -41,22 +41,19 @@ from _common import (
     environment_lines,
     fmt_ratio,
     fmt_s,
+    log,
     markdown_table,
+    publish,
     r_versions,
     read_csv,
     simulate,
     write_csv,
-    write_section,
 )
 
 FORMULA, RE_FORMULA = "y ~ x", "~x"
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 STATSMODELS_DEFAULT_MAX = 10_000  # statsmodels takes ~2 min at 100,000 groups: --full only
 LME4_REPS_MAX_GROUPS = 10_000  # above this, one lme4 fit (each takes ~14 s at 100,000)
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def time_mixedjax_warm(df, reps: int) -> dict:
@@ -404,10 +401,7 @@ def main(argv=None) -> None:
     results = run(args.groups, args.full, args.reps, with_r, not args.no_cold, cache_groups)
     lines = report(results, args, rv)
     lines += ["", f"Whole benchmark run: {time.perf_counter() - t0:.0f} s."]
-    print("\n" + "\n".join(lines))
-    if not args.no_write:
-        write_section("bench_core", lines)
-        log("\nwrote the bench_core section of benchmarks/RESULTS.md")
+    publish("bench_core", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -46,10 +46,11 @@ from _common import (
     environment_lines,
     fmt_ratio,
     fmt_s,
+    log,
     markdown_table,
+    publish,
     r_versions,
     simulate,
-    write_section,
 )
 
 DATA_DIR = OUT_DIR / "latency"
@@ -76,10 +77,6 @@ MODEL_LABELS = [
     ("sleepstudy_ml", "sleepstudy, ML refit (`reml=False`)"),
 ]
 CROSSED_LABEL = "`y ~ x + (x | subj) + (1 | item)`, 40 subjects x 40 items (1,600 rows)"
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def other_pytest_running() -> bool:
@@ -621,10 +618,7 @@ def main(argv=None) -> None:
     res = run(args, rv is not None, py_peers)
     lines = report(res, args, rv)
     lines += ["", f"Whole benchmark run: {time.perf_counter() - t0:.0f} s."]
-    print("\n" + "\n".join(lines))
-    if not args.no_write:
-        write_section("bench_latency", lines)
-        log("\nwrote the bench_latency section of benchmarks/RESULTS.md")
+    publish("bench_latency", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

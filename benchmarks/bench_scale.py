@@ -19,7 +19,7 @@ import resource
 import time
 
 import numpy as np
-from _common import environment_lines, fmt_s, markdown_table, simulate, write_section
+from _common import environment_lines, fmt_s, log, markdown_table, publish, simulate
 
 FORMULA, RE_FORMULA = "y ~ x", "~x"
 
@@ -33,10 +33,6 @@ def current_rss_gib() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * resource.getpagesize() / 2**30
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def main(argv=None) -> None:
@@ -154,10 +150,7 @@ def main(argv=None) -> None:
         ["target (issues 2 and 5)", "measured", "met"],
         [[t, v, "yes" if ok else "**no**"] for t, v, ok in checks],
     )
-    print("\n" + "\n".join(lines))
-    if not args.no_write:
-        write_section("bench_scale", lines)
-        log("\nwrote the bench_scale section of benchmarks/RESULTS.md")
+    publish("bench_scale", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

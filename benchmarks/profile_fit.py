@@ -18,11 +18,7 @@ import time
 from functools import partial
 
 import numpy as np
-from _common import environment_lines, fmt_s, markdown_table, simulate, write_section
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
+from _common import environment_lines, fmt_s, log, markdown_table, publish, simulate
 
 
 def main(argv=None) -> None:
@@ -280,10 +276,7 @@ def main(argv=None) -> None:
     )
     lines += ["", "### Compile times (700-group bucket, separate `lower().compile()` each)", ""]
     lines += markdown_table(["function", "compile"], rows_e)
-    print("\n" + "\n".join(lines))
-    if not args.no_write:
-        write_section("profile_fit", lines)
-        log("\nwrote the profile_fit section of benchmarks/RESULTS.md")
+    publish("profile_fit", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -80,61 +80,31 @@ def test_the_kinds_of_small_models_share_programs():
     """Each fit builds at most one program (its class's, if no earlier fit built it); a
     fit in a class seen before builds nothing, whatever its data, covariance pattern or
     REML/ML; the everyday results build nothing."""
-    sleep = mixedjax.datasets.load("sleepstudy")
-    orth = mixedjax.datasets.load("orthodont")
-    dye = mixedjax.datasets.load("dyestuff")
-    pen = mixedjax.datasets.load("penicillin")
-    pastes = mixedjax.datasets.load("pastes")
-    session = [
-        ("slopes", lambda: mixedjax.mixedlm(SLEEP, sleep).fit(), "onefactor 2-2"),
-        ("ML refit", lambda: mixedjax.mixedlm(SLEEP, sleep).fit(reml=False), "onefactor 2-2"),
-        ("other data", lambda: mixedjax.mixedlm(SLEEP, _sleep_subset(10)).fit(), "onefactor 2-2"),
-        (
-            "diagonal ||",
-            lambda: mixedjax.mixedlm("Reaction ~ Days + (Days || Subject)", sleep).fit(),
-            "onefactor 2-2",
-        ),
-        (
-            "statsmodels formula",
-            lambda: mixedjax.MixedLM.from_formula(
-                "Reaction ~ Days", sleep, groups="Subject", re_formula="~Days"
-            ).fit(),
-            "onefactor 2-2",
-        ),
-        ("intercept", lambda: mixedjax.mixedlm("Yield ~ 1 + (1 | Batch)", dye).fit(), "1-1"),
-        (
-            "three correlated",
-            lambda: mixedjax.mixedlm("y ~ x1 + x2 + (1 + x1 + x2 | g)", _three_effects()).fit(),
-            "onefactor 4-4",
-        ),
-        (
-            "nested",
-            lambda: mixedjax.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit(),
-            "nested pastes",
-        ),
-        (
-            "factor, p=3",
-            lambda: mixedjax.mixedlm("distance ~ age + Sex + (1 | Subject)", orth).fit(),
-            "onefactor 4-1",
-        ),
-        (
-            "factor, p=4",
-            lambda: mixedjax.mixedlm("distance ~ age * Sex + (1 | Subject)", orth).fit(),
-            "onefactor 4-1",
-        ),
-        (
-            "crossed",
-            lambda: mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit(),
-            "crossed penicillin",
-        ),
-        (
-            "crossed ML",
-            lambda: mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit(
-                reml=False
-            ),
-            "crossed penicillin",
-        ),
+    load = mixedjax.datasets.load
+    sleep, orth, pen = load("sleepstudy"), load("orthodont"), load("penicillin")
+    crossed = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    # (what, lme4 formula, data, REML, size class); the statsmodels spelling comes after
+    lme4_session = [
+        ("slopes", SLEEP, sleep, True, "onefactor 2-2"),
+        ("ML refit", SLEEP, sleep, False, "onefactor 2-2"),
+        ("other data", SLEEP, _sleep_subset(10), True, "onefactor 2-2"),
+        ("diagonal ||", "Reaction ~ Days + (Days || Subject)", sleep, True, "onefactor 2-2"),
+        ("intercept", "Yield ~ 1 + (1 | Batch)", load("dyestuff"), True, "onefactor 1-1"),
+        ("three correlated", "y ~ x1 + x2 + (1 + x1 + x2 | g)", _three_effects(), True, "4-4"),
+        ("nested", "strength ~ 1 + (1 | batch/cask)", load("pastes"), True, "nested pastes"),
+        ("factor, p=3", "distance ~ age + Sex + (1 | Subject)", orth, True, "onefactor 4-1"),
+        ("factor, p=4", "distance ~ age * Sex + (1 | Subject)", orth, True, "onefactor 4-1"),
+        ("crossed", crossed, pen, True, "crossed penicillin"),
+        ("crossed ML", crossed, pen, False, "crossed penicillin"),
     ]
+    session = [
+        (what, lambda f=formula, d=data, reml=reml: mixedjax.mixedlm(f, d).fit(reml=reml), size)
+        for what, formula, data, reml, size in lme4_session
+    ]
+    statsmodels_spelling = mixedjax.MixedLM.from_formula(
+        "Reaction ~ Days", sleep, groups="Subject", re_formula="~Days"
+    )
+    session.append(("statsmodels formula", statsmodels_spelling.fit, "onefactor 2-2"))
     seen = set()
     for label, fit, size in session:
         with count_builds() as built:

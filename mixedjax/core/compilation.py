@@ -101,9 +101,10 @@ def make_cache_writes_atomic() -> bool:
 
     JAX's ``LRUCache.put`` writes an entry straight to its final name. A process killed
     during that write (an interrupted kernel, a test run stopped by a timeout) leaves a
-    truncated file, and every later process that loads that entry crashes in JAX's
-    deserializer (a segmentation fault or an abort: seen twice here in test runs sharing one
-    cache directory). The replacement writes the bytes to a temporary file in the same
+    truncated file, which every later process reads, fails to decompress (a warning) and
+    compiles again. (The aborts once blamed on such files came from the cap on memory
+    mappings: :mod:`mixedjax.core.program_budget`.) The replacement writes the bytes to a
+    temporary file in the same
     directory and renames it into place (``os.replace``, atomic on POSIX and Windows), with
     the same lock, size check, eviction and access-time record as JAX's. It only replaces a
     ``put`` whose cache has the attributes it relies on (JAX's private ``lru_cache``

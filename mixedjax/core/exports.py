@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jaxlib
 
 #: Entries kept (oldest evicted first).
 MAX_ENTRIES = 256
@@ -72,8 +73,6 @@ def _source_fingerprint() -> str:
 def _key(name: str, static: dict, dynamic: tuple, compiler_options) -> str:
     leaves, tree = jax.tree_util.tree_flatten(dynamic)
     avals = [(getattr(x, "shape", ()), str(getattr(x, "dtype", type(x)))) for x in leaves]
-    import jaxlib
-
     parts = (
         name,
         sorted((k, repr(v)) for k, v in static.items()),

@@ -79,6 +79,18 @@ class CrossedStructure:
             start += q * (q + 1) // 2
         return out
 
+    def theta_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(kind, diagonal, column)`` of ``θ`` as :class:`~mixedjax.design.sizeclass.FactorMap`
+        has them: every entry belongs to a factor (kind 1); the index of its column's diagonal
+        entry; an id per column of each term's factor."""
+        diagonal, column = [], []
+        for k, (q, sl) in enumerate(zip(self.q, self.theta_slices(), strict=True)):
+            cols = np.triu_indices(q)[0]  # column of each entry (lower triangle, by column)
+            diagonal.append(sl.start + np.searchsorted(cols, cols))  # a column starts there
+            column.append(k * max(self.q) + cols)
+        diagonal, column = np.concatenate(diagonal), np.concatenate(column)
+        return np.ones(diagonal.size, np.int32), diagonal.astype(np.int32), column.astype(np.int32)
+
     def diagonal_theta_mask(self) -> np.ndarray:
         """θ entries on the diagonal of each term's factor (standard-deviation-like)."""
         parts = []

@@ -103,17 +103,19 @@ def crossed_user_to_theta(gamma: jnp.ndarray, structure: CrossedStructure):
     return jnp.concatenate(parts), scale
 
 
-def crossed_theta_to_user(theta: np.ndarray, scale: float, structure: CrossedStructure):
-    """Inverse of :func:`crossed_user_to_theta`: ``γ (n_user_params,)``."""
-    theta = np.asarray(theta, dtype=float)
+def crossed_theta_to_user(theta, scale, structure: CrossedStructure, xp=np):
+    """Inverse of :func:`crossed_user_to_theta`: ``γ (n_user_params,)``. With ``xp=jnp``
+    it runs inside a compiled program (the crossed fit's information matrix)."""
+    theta = xp.asarray(theta, dtype=float)
     parts = []
     for q, sl in zip(structure.q, structure.theta_slices(), strict=True):
         upper_rows, upper_cols = np.triu_indices(q)
-        T = np.zeros((q, q))
-        T[upper_cols, upper_rows] = theta[sl]
+        index = np.full((q, q), -1)
+        index[upper_cols, upper_rows] = np.arange(upper_rows.size)  # T[i, j] = θ[index[i, j]]
+        T = xp.where(index >= 0, theta[sl][np.maximum(index, 0)], 0.0)
         rows, cols = np.tril_indices(q)
         parts.append((scale * T @ T.T)[rows, cols])
-    return np.concatenate(parts + [[scale]])
+    return xp.concatenate(parts + [xp.reshape(xp.asarray(scale, dtype=float), (1,))])
 
 
 def gls_from_user(gamma: jnp.ndarray, data, structure) -> tuple[GLSSystem, jnp.ndarray]:

@@ -9,14 +9,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mixedjax.core.compilation import tiered_jit
 from mixedjax.design.crossed import CrossedData, CrossedStructure, with_response
 from mixedjax.engines import crossed
+from mixedjax.engines.gls import crossed_theta_to_user
 from mixedjax.engines.information import user_objective
-from mixedjax.fit.estimation import BOUNDARY_PROBE
 from mixedjax.fit.optimize import OptResult, minimize
+from mixedjax.fit.program import snap_to_boundary
 
 #: A line-search stall with scaled gradient within this factor of ``gtol`` counts as
 #: converged: the deviance of a large model is summed over many terms and its rounding
@@ -80,10 +80,8 @@ def fit_program(
     """A whole crossed fit in one program: the optimiser, the boundary snap and the
     estimates (``reml`` is data: 1.0 REML, 0.0 ML, so refitting by ML compiles nothing).
 
-    The snap is :func:`mixedjax.fit.estimation.snap_to_boundary`'s, term by term: every
-    column of each term's factor gets a non-negative diagonal, then each free diagonal entry
-    below ``BOUNDARY_PROBE``, with the free rest of its column, is tried at exactly 0 and
-    kept there if the deviance does not get worse by more than ``1e-10`` relative.
+    The snap is the one-factor program's (:func:`mixedjax.fit.program.snap_to_boundary`),
+    on the layout of :meth:`~mixedjax.design.crossed.CrossedStructure.theta_layout`.
     """
     reml = jnp.asarray(reml, dtype=data.n_obs.dtype)
     free = jnp.asarray(free_mask, dtype=bool)
@@ -95,46 +93,13 @@ def fit_program(
         objective, theta0, data, free, method=method, maxiter=maxiter, gtol=gtol,
         newton_steps=newton_steps,
     )  # fmt: skip
-    theta, value = opt.x, opt.value
-    columns = []
-    for q, sl in zip(structure.q, structure.theta_slices(), strict=True):
-        upper_rows, upper_cols = np.triu_indices(q)
-        rows, cols = upper_cols, upper_rows  # lower triangle, column by column
-        for j in range(q):  # static: a few columns per term
-            members = sl.start + np.flatnonzero(cols == j)
-            diag = sl.start + int(np.flatnonzero((cols == j) & (rows == j))[0])
-            columns.append((members, diag))
-            flip = theta[diag] < 0
-            theta = theta.at[members].set(jnp.where(flip, -theta[members], theta[members]))
-    zeroed = jnp.zeros(theta.shape, dtype=bool)
-    for members, diag in columns:
-        in_column = jnp.zeros(theta.shape, dtype=bool).at[members].set(True) & free
-        trial = jnp.where(in_column, 0.0, theta)
-        trial_value = objective(trial, data)
-        keep = (
-            free[diag]
-            & (jnp.abs(theta[diag]) < BOUNDARY_PROBE)
-            & jnp.isfinite(trial_value)
-            & (trial_value <= value + 1e-10 * jnp.maximum(1.0, jnp.abs(value)))
-        )
-        theta = jnp.where(keep, trial, theta)
-        value = jnp.where(keep, jnp.minimum(value, trial_value), value)
-        zeroed = zeroed.at[diag].set(keep)
+    theta, value, zeroed = snap_to_boundary(
+        opt.x, opt.value, free, lambda t: objective(t, data), *structure.theta_layout()
+    )
     estimates = crossed.estimates(theta, data, structure, reml)
-    gamma = user_parameters(theta, estimates.scale, structure)
+    gamma = crossed_theta_to_user(theta, estimates.scale, structure, xp=jnp)
     information = 0.5 * jax.hessian(user_objective)(gamma, data, structure, reml)
     return CrossedProgramOutput(opt, theta, value, zeroed, estimates, information)
-
-
-def user_parameters(theta, scale, structure: CrossedStructure) -> jnp.ndarray:
-    """In-program :func:`mixedjax.engines.gls.crossed_theta_to_user`: ``γ`` at ``θ``, σ²."""
-    parts = []
-    for q, sl in zip(structure.q, structure.theta_slices(), strict=True):
-        upper_rows, upper_cols = np.triu_indices(q)
-        T = jnp.zeros((q, q), theta.dtype).at[upper_cols, upper_rows].set(theta[sl])
-        rows, cols = np.tril_indices(q)
-        parts.append((scale * T @ T.T)[rows, cols])
-    return jnp.concatenate(parts + [scale[None]])
 
 
 @partial(jax.jit, static_argnames=("structure", "reml"))

@@ -44,10 +44,8 @@ from mixedjax.fit import safeguards
 from mixedjax.fit.estimation import (
     BOUNDARY_PROBE,
     Estimates,
-    estimates_at,
     fixed_estimates,
 )
-from mixedjax.fit.estimation import snap_to_boundary as snap_on_host
 from mixedjax.fit.optimize import STATUS_CONVERGED, OptResult, minimize
 
 
@@ -97,27 +95,29 @@ def relative_curvature(hessian: jnp.ndarray, free: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(finite, value, jnp.nan)
 
 
-def sign_convention(theta: jnp.ndarray, fmap: FactorMap) -> jnp.ndarray:
-    """Columns of ``L`` with a non-negative diagonal, ``√τ₁ ≥ 0`` (``ΛΛ'`` is unchanged)."""
-    kind = jnp.asarray(fmap.kind)
-    flip = (kind == 1) & (theta[jnp.asarray(fmap.diagonal)] < 0)
-    theta = jnp.where(flip, -theta, theta)
-    return jnp.where(kind == 2, jnp.abs(theta), theta)
+def snap_to_boundary(theta, value, free, deviance, kind, diagonal, column):
+    """In-program :func:`mixedjax.fit.estimation.snap_to_boundary`: ``(θ, d(θ), zeroed)``.
 
-
-def snap_to_boundary(theta, value, free, data: GroupedData, fmap: FactorMap, reml):
-    """In-program :func:`mixedjax.fit.estimation.snap_to_boundary`: ``(θ, d(θ), zeroed)``."""
-    theta = sign_convention(theta, fmap)
-    kind, column = jnp.asarray(fmap.kind), jnp.asarray(fmap.column)
+    For either engine: ``deviance`` maps ``θ`` to ``d(θ)``, and ``θ``'s layout is given by
+    ``kind`` (``(T,)``: 0 padding, 1 an entry of a factor ``L``, 2 a ``√τ₁``), ``diagonal``
+    (the index of each ``L`` entry's column diagonal) and ``column`` (an id per column of
+    ``L``). First the sign convention (columns of ``L`` with a non-negative diagonal,
+    ``√τ₁ ≥ 0``; ``ΛΛ'`` is unchanged), then each free standard-deviation-like entry below
+    ``BOUNDARY_PROBE``, with the free rest of its column, is tried at exactly 0 and kept
+    there if ``d`` does not get worse by more than ``1e-10`` relative.
+    """
+    kind, diagonal, column = (jnp.asarray(a) for a in (kind, diagonal, column))
+    theta = jnp.where((kind == 1) & (theta[diagonal] < 0), -theta, theta)
+    theta = jnp.where(kind == 2, jnp.abs(theta), theta)
     positions = jnp.arange(theta.shape[0])
-    standard_deviation = ((kind == 1) & (jnp.asarray(fmap.diagonal) == positions)) | (kind == 2)
+    standard_deviation = ((kind == 1) & (diagonal == positions)) | (kind == 2)
     candidate = standard_deviation & free & (jnp.abs(theta) < BOUNDARY_PROBE)
 
     def try_zero(t, carry):
         theta, value, zeroed = carry
         together = jnp.where(kind[t] == 1, (column == column[t]) & free, positions == t)
         trial = jnp.where(together, 0.0, theta)
-        trial_value = profiled_deviance(trial, data, fmap, reml)
+        trial_value = deviance(trial)
         keep = (
             candidate[t]
             & jnp.isfinite(trial_value)
@@ -205,7 +205,9 @@ def fit_program(
         verbose=verbose, return_hessian=True,
     )  # fmt: skip
     curvature = relative_curvature(hessian, free)  # NaN: no Hessian (the polish did not run)
-    theta, value, zeroed = snap_to_boundary(opt.x, opt.value, free, data, fmap, reml)
+    theta, value, zeroed = snap_to_boundary(
+        opt.x, opt.value, free, lambda t: objective(t, data), fmap.kind, fmap.diagonal, fmap.column
+    )
     fixed = fixed_estimates(theta, data, fmap, reml)
     blups, cond_cov = conditional_modes(theta, fixed.beta, data, fmap)
     estimates = Estimates(
@@ -231,7 +233,7 @@ class FitRun(NamedTuple):
         zeroed: ``θ`` indices the snap set to 0.
         estimates_std: :class:`~mixedjax.fit.estimation.Estimates` at ``theta_std``.
         information_std: ``(m, m)`` observed information of ``φ = (tril Ψ, τ, σ²)``, or
-            ``None`` after a restart (the results then compute it when asked).
+            ``None`` for large problems (the results then compute it when asked).
     """
 
     result: OptResult
@@ -272,61 +274,61 @@ def run_fit(
     """Fit through :func:`fit_program` and cut the padding off.
 
     When the optimiser stops at a point with negative curvature (a saddle), the restarts of
-    :func:`mixedjax.fit.safeguards.escape_saddle` take over with the model's own kernels
-    (rare; they compile).
+    :func:`mixedjax.fit.safeguards.escape_saddle` take over (rare; they compile the model's
+    own kernels), and the program runs again from where they ended for the snap, the
+    estimates and the information (it starts converged there; nothing new compiles).
     """
     n_fe = data.XtX.shape[0]
     size, padded, fmap = padded_problem(data, structure, n_fe, cache)
+    with_information = size.groups <= QUICK_COMPILE_GROUPS
     n, g, r = structure.n_theta, data.ZtZ.shape[0], structure.n_random
-    out = fit_program(
-        pad_theta(theta0, size),  # host arrays: jnp.asarray would compile a copy program
-        pad_theta(np.asarray(free, dtype=bool), size),
-        padded,
-        fmap,
-        1.0 if reml else 0.0,
-        gtol,
-        method=method,
-        maxiter=maxiter,
-        verbose=verbose,
-        information=size.groups <= QUICK_COMPILE_GROUPS,
-    )
-    out = jax.device_get(out)
+
+    def program(start: np.ndarray) -> ProgramOutput:
+        out = fit_program(
+            pad_theta(start, size),  # host arrays: jnp.asarray would compile a copy program
+            pad_theta(np.asarray(free, dtype=bool), size),
+            padded,
+            fmap,
+            1.0 if reml else 0.0,
+            gtol,
+            method=method,
+            maxiter=maxiter,
+            verbose=verbose,
+            information=with_information,
+        )
+        return jax.device_get(out)
+
+    out = program(theta0)
     opt = out.opt
     result = opt._replace(x=opt.x[:n], grad=opt.grad[:n])
     polished = method != "newton" and int(opt.n_newton) > 0  # Newton's last step: a minimum
     curvature = float(out.curvature)
-    suspect = (
+    saddle = False
+    if (
         int(opt.status) == STATUS_CONVERGED
         and not polished
         and not curvature >= -safeguards.NEGATIVE_CURVATURE  # negative, or unknown (NaN)
-    )
-    if not suspect:
-        est = out.estimates
-        estimates = Estimates(
-            beta=est.beta[:n_fe],
-            scale=est.scale,
-            cov_beta=est.cov_beta[:n_fe, :n_fe],
-            blups=est.blups[:g, :r],
-            cond_cov=est.cond_cov[:g, :r, :r],
-            objective=est.objective,
-        )
-        m = structure.n_theta  # user-scale covariance parameters, then σ²
-        keep = np.r_[np.arange(m), out.information.shape[0] - 1]
-        information = np.asarray(out.information)[np.ix_(keep, keep)]
-        if not np.all(np.isfinite(information)):
-            information = None  # not computed (large problem): the results ask when needed
-        zeroed = tuple(int(i) for i in np.flatnonzero(out.zeroed[:n]))
-        return FitRun(
-            result, False, np.asarray(out.theta[:n]), float(out.value), zeroed, estimates,
-            information,
+    ):
+        result, _, saddle = safeguards.escape_saddle(
+            result, np.asarray(free, dtype=bool), data, gtol, structure=structure,
+            reml=reml, method=method, maxiter=maxiter,
         )  # fmt: skip
-    free_mask = np.asarray(free, dtype=bool)
-    result, _, saddle = safeguards.escape_saddle(
-        result, free_mask, data, gtol, structure=structure, reml=reml, method=method,
-        maxiter=maxiter,
-    )  # fmt: skip
-    theta_std, value_std, zeroed = snap_on_host(
-        np.asarray(result.x), float(result.value), free_mask, data, structure, reml
+        out = program(np.asarray(result.x))
+    est = out.estimates
+    estimates = Estimates(
+        beta=est.beta[:n_fe],
+        scale=est.scale,
+        cov_beta=est.cov_beta[:n_fe, :n_fe],
+        blups=est.blups[:g, :r],
+        cond_cov=est.cond_cov[:g, :r, :r],
+        objective=est.objective,
     )
-    estimates = estimates_at(jnp.asarray(theta_std), data, structure=structure, reml=reml)
-    return FitRun(result, saddle, theta_std, value_std, zeroed, estimates, None)
+    information = None  # large problems: the results compute it when asked
+    if with_information:
+        keep = np.r_[np.arange(n), out.information.shape[0] - 1]  # φ's entries, then σ²
+        information = np.asarray(out.information)[np.ix_(keep, keep)]
+    zeroed = tuple(int(i) for i in np.flatnonzero(out.zeroed[:n]))
+    return FitRun(
+        result, saddle, np.asarray(out.theta[:n]), float(out.value), zeroed, estimates,
+        information,
+    )  # fmt: skip
