@@ -25,12 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax.core.covariance import CovStructure, lower_indices_colwise
+from mixedjax.core.covariance import CovStructure
 from mixedjax.core.progress import report_done
 from mixedjax.design.groups import GroupedData
+from mixedjax.design.sizeclass import theta_layout
 from mixedjax.engines.onefactor import profiled_deviance
 from mixedjax.fit import estimation
 from mixedjax.fit.optimize import OptResult, _scaled_grad
+from mixedjax.fit.program import snap_to_boundary
 from mixedjax.fit.stream import minimize_stream
 
 
@@ -66,44 +68,19 @@ def snap_theta(
     structure: CovStructure,
     reml: bool,
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """Vmappable equivalent of :func:`mixedjax.fit.estimation.snap_to_boundary`.
-
-    Same rule, written with ``jnp.where`` instead of Python branches: columns of ``L`` get
-    a non-negative diagonal, ``√τ₁ ≥ 0``, and each standard-deviation-like entry below
-    :data:`~mixedjax.fit.estimation.BOUNDARY_PROBE` (with the free entries below it in its
-    column of ``L``) is set to 0 when that does not raise the deviance by more than 1e-10
-    relative. The candidates are visited in the same order; each trial deviance is always
-    evaluated (a handful of evaluations) and kept or discarded by a mask.
+    """Vmappable equivalent of :func:`mixedjax.fit.estimation.snap_to_boundary`: the fit
+    program's rule (:func:`mixedjax.fit.program.snap_to_boundary`) on the model's own
+    ``θ`` layout. Each trial deviance is always evaluated (a handful of evaluations) and
+    kept or discarded by a mask.
 
     Returns:
         ``(theta, deviance, zeroed)`` with ``zeroed`` a ``(n_theta,)`` bool mask.
     """
     free = jnp.asarray(free_mask, dtype=bool)
-    q = structure.k_re
-    k_re2 = structure.k_re2
-    rows, cols = lower_indices_colwise(q)
-    diag_of_col = np.array([np.flatnonzero((cols == j) & (rows == j))[0] for j in range(q)])
-    sign = jnp.where(theta[diag_of_col] < 0, -1.0, 1.0).astype(theta.dtype)
-    theta = jnp.concatenate([theta[:k_re2] * sign[cols], jnp.abs(theta[k_re2:])])
-
-    zeroed = jnp.zeros(theta.shape, dtype=bool)
-    for idx in np.flatnonzero(structure.diagonal_theta_mask()):
-        candidate = free[idx] & (jnp.abs(theta[idx]) < estimation.BOUNDARY_PROBE)
-        if idx < k_re2:
-            in_col = np.concatenate([cols == cols[idx], np.zeros(structure.k_vc, dtype=bool)])
-            trial = jnp.where(jnp.asarray(in_col) & free, 0.0, theta)
-        else:
-            trial = theta.at[idx].set(0.0)
-        trial_value = profiled_deviance(trial, data, structure, reml)
-        accept = (
-            candidate
-            & jnp.isfinite(trial_value)
-            & (trial_value <= value + 1e-10 * jnp.maximum(1.0, jnp.abs(value)))
-        )
-        theta = jnp.where(accept, trial, theta)
-        value = jnp.where(accept, jnp.minimum(value, trial_value), value)
-        zeroed = zeroed.at[idx].set(accept)
-    return theta, value, zeroed
+    return snap_to_boundary(
+        theta, value, free, lambda t: profiled_deviance(t, data, structure, reml),
+        *theta_layout(structure),
+    )  # fmt: skip
 
 
 def fit_one(

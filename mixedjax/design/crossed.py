@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixedjax.core.compilation import on_device
+from mixedjax.core.covariance import CovStructure
+from mixedjax.design.sizeclass import theta_layout
 from mixedjax.spec.terms import RandomTerm
 
 
@@ -83,13 +85,12 @@ class CrossedStructure:
         """``(kind, diagonal, column)`` of ``θ`` as :class:`~mixedjax.design.sizeclass.FactorMap`
         has them: every entry belongs to a factor (kind 1); the index of its column's diagonal
         entry; an id per column of each term's factor."""
-        diagonal, column = [], []
-        for k, (q, sl) in enumerate(zip(self.q, self.theta_slices(), strict=True)):
-            cols = np.triu_indices(q)[0]  # column of each entry (lower triangle, by column)
-            diagonal.append(sl.start + np.searchsorted(cols, cols))  # a column starts there
-            column.append(k * max(self.q) + cols)
-        diagonal, column = np.concatenate(diagonal), np.concatenate(column)
-        return np.ones(diagonal.size, np.int32), diagonal.astype(np.int32), column.astype(np.int32)
+        parts = [theta_layout(CovStructure(q)) for q in self.q]  # each term: one factor L
+        starts = [sl.start for sl in self.theta_slices()]
+        kind = np.concatenate([p[0] for p in parts])
+        diagonal = np.concatenate([p[1] + s for p, s in zip(parts, starts, strict=True)])
+        column = np.concatenate([p[2] + k * max(self.q) for k, p in enumerate(parts)])
+        return kind, diagonal.astype(np.int32), column.astype(np.int32)
 
     def diagonal_theta_mask(self) -> np.ndarray:
         """θ entries on the diagonal of each term's factor (standard-deviation-like)."""

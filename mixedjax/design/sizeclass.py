@@ -178,15 +178,11 @@ def factor_map(structure: CovStructure, n_random: int, n_fe: int) -> FactorMap:
     kind = np.zeros(T, np.int32)
     diagonal = np.arange(T, dtype=np.int32)
     column = np.full(T, -1, np.int32)
+    n = structure.n_theta
+    kind[:n], diagonal[:n], column[:n] = theta_layout(structure)
 
     rows, cols = lower_indices_colwise(q)
     index[rows, cols] = np.arange(rows.size)
-    kind[: rows.size] = 1
-    column[: rows.size] = cols
-    diag_of_column = {
-        int(c): k for k, (rw, c) in enumerate(zip(rows, cols, strict=True)) if rw == c
-    }
-    diagonal[: rows.size] = [diag_of_column[int(c)] for c in cols]
 
     sm_rows, sm_cols = np.tril_indices(q)  # statsmodels: row-major lower triangle
     for k, (i, j) in enumerate(zip(sm_rows, sm_cols, strict=True)):
@@ -197,7 +193,6 @@ def factor_map(structure: CovStructure, n_random: int, n_fe: int) -> FactorMap:
     for c, size in enumerate(structure.vc_sizes):
         t = structure.k_re2 + c
         phi = sm_rows.size + c
-        kind[t] = 2
         diag = np.arange(start, start + size)
         index[diag, diag] = t
         cov_index[diag, diag] = phi
@@ -206,6 +201,24 @@ def factor_map(structure: CovStructure, n_random: int, n_fe: int) -> FactorMap:
     return FactorMap(
         index, cov_index, phi_rows, phi_cols, kind, diagonal, column, np.asarray(float(n_fe))
     )
+
+
+def theta_layout(structure: CovStructure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(kind, diagonal, column)`` of ``θ`` (``(n_theta,)`` each), what the boundary snap
+    (:func:`mixedjax.fit.program.snap_to_boundary`) needs: ``kind`` 1 for an entry of
+    ``L``, 2 for a ``√τ₁``; ``diagonal`` the index of each ``L`` entry's column diagonal
+    (itself for ``√τ₁``); ``column`` its column of ``L`` (-1 for ``√τ₁``).
+
+    Example:
+        >>> [a.tolist() for a in theta_layout(CovStructure(2, (1,)))]
+        [[1, 1, 1, 2], [0, 0, 2, 3], [0, 0, 1, -1]]
+    """
+    cols = lower_indices_colwise(structure.k_re)[1]  # sorted: each column starts at its diagonal
+    k_vc = structure.k_vc
+    kind = np.r_[np.ones(cols.size, np.int32), np.full(k_vc, 2, np.int32)]
+    diagonal = np.r_[np.searchsorted(cols, cols), cols.size + np.arange(k_vc)]
+    column = np.r_[cols, np.full(k_vc, -1)]
+    return kind, diagonal.astype(np.int32), column.astype(np.int32)
 
 
 def pad_theta(theta: np.ndarray, size: SizeClass) -> np.ndarray:
