@@ -14,8 +14,6 @@ from mixedjax import _jaxconfig  # noqa: F401  (float64 and the compilation cach
 _EXPORTS = {
     "BatchResults": ("mixedjax.batch.results", "BatchResults"),
     "ConvergenceWarning": ("mixedjax.fit.options", "ConvergenceWarning"),
-    "CrossedMixedLM": ("mixedjax.model.crossed", "CrossedMixedLM"),
-    "CrossedMixedLMResults": ("mixedjax.results.crossed", "CrossedMixedLMResults"),
     "MixedLM": ("mixedjax.model.mixedlm", "MixedLM"),
     "MixedLMParams": ("mixedjax.core.covariance", "MixedLMParams"),
     "MixedLMResults": ("mixedjax.results.mixedlm", "MixedLMResults"),

@@ -18,7 +18,6 @@ import pytest
 from conftest import load_reference
 
 import mixedjax
-from mixedjax.model.crossed import CrossedMixedLM
 from mixedjax.spec.terms import RandomTerm
 
 
@@ -30,7 +29,7 @@ def both_engines():
     Z = np.column_stack([np.ones(len(data)), data["Days"].to_numpy(float)])
     term = RandomTerm("Subject", ("(Intercept)", "Days"), Z, codes, np.asarray(levels).astype(str))
     weights = data["w"].to_numpy()
-    crossed = CrossedMixedLM(
+    crossed = mixedjax.MixedLM.from_terms(
         data["Reaction"].to_numpy(float), Z, [term], ["Intercept", "Days"], "Reaction", weights
     ).fit()
     one = mixedjax.mixedlm(

@@ -179,7 +179,7 @@ def test_model_reprs_name_formula_rows_and_groups(sleep):
     _, data = load_reference("penicillin_reml")
     crossed = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
     assert repr(crossed) == (
-        "CrossedMixedLM(formula='diameter ~ 1 + (1 | plate) + (1 | sample)', nobs=144, "
+        "MixedLM(formula='diameter ~ 1 + (1 | plate) + (1 | sample)', nobs=144, "
         "k_fe=1, groups=[plate: 24, sample: 6])"
     )
 

@@ -1,4 +1,4 @@
-"""Inference for the crossed engine (``CrossedMixedLMResults``).
+"""Inference for the crossed engine (``MixedLMResults`` of a crossed-engine ``MixedLM``).
 
 Oracles: lmerTest/pbkrtest numbers in the reference JSONs (Satterthwaite and Kenward-Roger
 df, KR-adjusted SEs; asserted to 1e-4 relative, the issue asks 1e-3); a dense numpy REML
@@ -16,7 +16,6 @@ import pytest
 from conftest import load_reference
 
 import mixedjax
-from mixedjax.model.crossed import CrossedMixedLM
 from mixedjax.spec.terms import RandomTerm
 
 RTOL = 1e-4
@@ -31,7 +30,7 @@ def penicillin():
 
 def test_crossed_coef_table_matches_lmertest_and_pbkrtest(penicillin):
     ref, _, _, res = penicillin
-    assert type(res).__name__ == "CrossedMixedLMResults"
+    assert type(res) is mixedjax.MixedLMResults
     fixed = ref["fixed"]
     satt = res.coef_table(ddf="satterthwaite")
     np.testing.assert_allclose(satt["df"], fixed["df_satterthwaite"], rtol=RTOL)
@@ -150,7 +149,7 @@ def _sleepstudy_crossed_engine():
         np.asarray(levels).astype(str),
     )
     X = np.column_stack([np.ones(len(data)), data["Days"].to_numpy(float)])
-    model = CrossedMixedLM(
+    model = mixedjax.MixedLM.from_terms(
         data["Reaction"].to_numpy(float), X, [term], ["Intercept", "Days"], "Reaction"
     )
     return ref, data, model

@@ -70,7 +70,9 @@ def test_routing(df):
     assert one_factor_plan(lme4_design("y ~ (1 | g) + (1 | h)", df)[2]) is None
     assert one_factor_plan(lme4_design("y ~ (x | a) + (0 + w + I(w**2) | a)", df)[2]) is None
     assert isinstance(mixedjax.mixedlm("y ~ (1 | a/b)", df), mixedjax.MixedLM)
-    assert isinstance(mixedjax.mixedlm("y ~ (1 | g) + (1 | h)", df), mixedjax.CrossedMixedLM)
+    crossed = mixedjax.mixedlm("y ~ (1 | g) + (1 | h)", df)
+    assert type(crossed) is mixedjax.MixedLM and crossed.engine == "crossed"
+    assert mixedjax.mixedlm("y ~ (1 | a/b)", df).engine == "one-factor"
 
 
 def _caret(err) -> int:

@@ -141,7 +141,6 @@ class BatchResults:
             >>> round(batch.result(1).llf - m.fit().llf, 4)  # y / 10: +(n - p) log 10
             66.775
         """
-        from mixedjax.results.crossed import CrossedMixedLMResults
         from mixedjax.results.mixedlm import MixedLMResults, OptSummary
 
         i = self._index(i)
@@ -161,7 +160,7 @@ class BatchResults:
             est = crossed_estimates_at(
                 jnp.asarray(self.theta[i]), model.data, structure=model.structure, reml=self.reml
             )
-            return CrossedMixedLMResults(model, self.theta[i], est, summary, self.reml)
+            return MixedLMResults(model, self.theta[i], est, summary, self.reml)
         est = estimation.estimates_at(
             jnp.asarray(self.theta[i]), model.data, structure=model.structure, reml=self.reml
         )

@@ -196,7 +196,7 @@ def batch_html(batch) -> str:
 
 
 def crossed_summary_html(results) -> str:
-    """HTML for a :class:`mixedjax.CrossedMixedLMResults`: model information, fixed effects
+    """HTML for a crossed-engine :class:`mixedjax.MixedLMResults`: model information, fixed effects
     (z-tests) and lme4's variance-component table.
 
     Example:

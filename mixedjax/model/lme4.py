@@ -9,7 +9,7 @@ is nested in ``g`` (each of its levels occurs within one level of ``g``):
   other term is a variance component localised per group (nested factors fold into the
   per-group block, as in statsmodels' ``vc_formula``);
 * otherwise (genuinely crossed factors, or structures the one-factor block cannot hold)
-  the model is a :class:`~mixedjax.model.crossed.CrossedMixedLM`.
+  the model is a ``MixedLM`` fitted by the crossed engine (``MixedLM.from_terms``).
 
 Both report ``varcorr()`` and ``ranef()`` in lme4's layout through
 :mod:`mixedjax.results.layout`.
@@ -119,10 +119,8 @@ def model_from_lme4(
     **kwargs,
 ):
     """A ``one_factor_class`` model (:class:`~mixedjax.model.mixedlm.MixedLM`, which calls
-    this from ``from_formula``) or a :class:`~mixedjax.model.crossed.CrossedMixedLM` for an
+    this from ``from_formula``), fitted by the crossed engine (``from_terms``) for an
     lme4 formula (see the module docstring)."""
-    from mixedjax.model.crossed import CrossedMixedLM
-
     priors = {"weights": weights, "offset": offset}
     endog, exog, terms, priors = lme4_design(formula, data, subset, missing, priors)
     weights, offset = priors.get("weights"), priors.get("offset")
@@ -130,7 +128,7 @@ def model_from_lme4(
     if plan is None:
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}")
-        model = CrossedMixedLM(
+        model = one_factor_class.from_terms(
             endog.to_numpy(float), exog.to_numpy(float), terms, list(exog.columns), endog.name,
             weights, offset,
         )  # fmt: skip

@@ -26,6 +26,7 @@ from mixedjax.core.covariance import (
     packed_to_cov,
     unpack,
 )
+from mixedjax.design.crossed import CrossedStructure
 from mixedjax.design.groups import GroupedData, group_crossprods, localize_columns, pad_groups
 from mixedjax.design.sizeclass import bucket_size  # noqa: F401  (re-exported)
 from mixedjax.design.weights import PriorWeights, row_weights
@@ -35,6 +36,7 @@ from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.fit.options import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
 from mixedjax.fit.program import run_fit
 from mixedjax.spec.offsets import OffsetSpec
+from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import (
     as_float_matrix,
     check_fit_arguments,
@@ -145,21 +147,15 @@ class MixedLM(PriorWeights):
                 f"groups has {n_groups} level(s): random effects in exog_re need at least two "
                 "groups (a single all-rows group is only valid with exog_vc)"
             )
-        self._crossed = None
+        crossed_terms = None
         if n_groups == 1 and Z.shape[1] == 0 and vc_designs:  # statsmodels' crossed spelling
             from mixedjax.model.statsmodels_crossed import DENSE_VC_LIMIT, terms_from_vc_designs
 
-            terms = terms_from_vc_designs(vc_names, vc_designs, vc_colnames)
-            if terms is not None:
-                from mixedjax.model.crossed import CrossedMixedLM
-
-                self._crossed = CrossedMixedLM(
-                    y[:, 0], X, terms, exog_names, endog_names or "y", rows.weights_or_none,
-                    rows.offset_or_none,
-                )  # fmt: skip
-                if sum(d.shape[1] for d in vc_designs) > DENSE_VC_LIMIT:
-                    self._init_crossed_only(y, X, exog_names, endog_names, vc_names, missing)
-                    return
+            crossed_terms = terms_from_vc_designs(vc_names, vc_designs, vc_colnames)
+            if crossed_terms is not None and sum(d.shape[1] for d in vc_designs) > DENSE_VC_LIMIT:
+                self._init_crossed_only(y, X, exog_names, endog_names, vc_names, missing)
+                self._use_crossed_engine(crossed_terms, y, X, exog_names, endog_names, rows)
+                return
         local = [localize_columns(d, codes, n_groups) for d in vc_designs]
         self.endog = y[:, 0]
         self.exog = X
@@ -200,6 +196,102 @@ class MixedLM(PriorWeights):
             n_groups,
         )
         self.data: GroupedData = pad_groups(data, bucket_size(n_groups))
+        if crossed_terms is not None:
+            self._statsmodels_dense = (self.data, self.structure)
+            self._use_crossed_engine(crossed_terms, y, X, exog_names, endog_names, rows)
+
+    @classmethod
+    def from_terms(
+        cls,
+        endog,
+        exog,
+        terms: list[RandomTerm],
+        exog_names=None,
+        endog_name="y",
+        weights=None,
+        offset=None,
+    ) -> "MixedLM":
+        """A model with any number of random-effects terms on any grouping factors.
+
+        Args:
+            endog: ``(n,)`` response.
+            exog: ``(n, p)`` fixed-effects design.
+            terms: the random-effects terms (:class:`~mixedjax.spec.terms.RandomTerm`), any
+                order.
+            exog_names: names of the fixed effects; ``endog_name``: of the response.
+            weights, offset: ``(n,)`` prior weights and offset, as in ``MixedLM``.
+
+        Terms on several crossed grouping factors are fitted by the crossed engine
+        (:mod:`mixedjax.model.crossed`); this is what :func:`mixedlm` builds for an lme4
+        formula such as ``y ~ x + (1 | f1) + (1 | f2)``.
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("penicillin")
+            >>> m = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", df)
+            >>> type(m).__name__, m.engine
+            ('MixedLM', 'crossed')
+            >>> round(m.fit().llf, 3)  # lme4: -165.430
+            -165.43
+        """
+        from mixedjax.model.crossed import init_terms
+
+        model = cls.__new__(cls)
+        init_terms(model, endog, exog, terms, exog_names, endog_name, weights, offset)
+        model.n_dropped, model.missing, model.use_sqrt = 0, "none", True
+        model.exog_re, model.exog_re_names = np.zeros((model.nobs, 0)), []
+        model.k_re = model.k_re2 = 0
+        model.k_vc = len(terms)
+        return model
+
+    def _use_crossed_engine(self, terms, y, X, exog_names, endog_names, rows) -> None:
+        """Fit statsmodels' one-group crossed spelling by the crossed engine (its
+        ``loglike``/``score``/``hessian`` keep statsmodels' parameterization)."""
+        from mixedjax.model.crossed import init_terms
+
+        init_terms(
+            self, y[:, 0], X, terms, exog_names, endog_names or "y", rows.weights_or_none,
+            rows.offset_or_none,
+        )  # fmt: skip
+        self._statsmodels_vc_layout = True
+
+    @property
+    def engine(self) -> str:
+        """``"one-factor"`` (one grouping factor, vmapped per group) or ``"crossed"``
+        (several factors, blocked sparse Cholesky), chosen from the term structure."""
+        return "crossed" if isinstance(self.structure, CrossedStructure) else "one-factor"
+
+    def default_theta(self) -> np.ndarray:
+        """The fit's data-based start ``θ₀`` (lme4's layout of the relative factors)."""
+        if self.engine == "crossed":
+            from mixedjax.model.crossed import default_theta
+
+            return default_theta(self)
+        std = self._standardized(center_re=True)
+        start = estimation.start_values(std.data, self.structure)
+        return conditioning.theta_to_original(std, start, self.structure)
+
+    def deviance(self, theta, reml: bool = True) -> float:
+        """lme4's profiled deviance function at ``θ``: ``-2 log L`` (ML) or the REML
+        criterion, β and σ² profiled out (``-2 llf`` of a fit at its ``theta``).
+
+        Example:
+            >>> import mixedjax
+            >>> df = mixedjax.datasets.load("dyestuff")
+            >>> m = mixedjax.mixedlm("Yield ~ 1 + (1 | Batch)", df)
+            >>> r = m.fit()
+            >>> round(m.deviance(r.theta) + 2 * r.llf, 8)
+            0.0
+        """
+        if self.engine == "crossed":
+            from mixedjax.model.crossed import deviance
+
+            return deviance(self, theta, reml)
+        theta = np.asarray(theta, dtype=float).reshape(-1)
+        if theta.size != self.structure.n_theta:
+            raise ValueError(f"theta has length {theta.size}; expected {self.structure.n_theta}")
+        value = estimation.deviance(theta, self.data, structure=self.structure, reml=bool(reml))
+        return float(value) - 2.0 * self.rows.loglik_jacobian
 
     def _init_crossed_only(self, y, X, exog_names, endog_names, vc_names, missing) -> None:
         """Attributes of a one-group crossed model too large for the dense per-group path."""
@@ -215,39 +307,61 @@ class MixedLM(PriorWeights):
         self.k_fe, self.k_re, self.k_re2, self.k_vc = X.shape[1], 0, 0, len(vc_names)
         self.nobs = self.n_totobs = n
         self.group_sizes = np.asarray([n])
-        self.data = None
+
+    @property
+    def _statsmodels_likelihood(self) -> tuple | None:
+        """``(data, structure)`` of the one-factor kernels behind ``loglike``/``score``/
+        ``hessian`` (statsmodels' parameterization); ``None`` where there are none."""
+        if self.engine == "one-factor":
+            return self.data, self.structure
+        return self.__dict__.get("_statsmodels_dense")
 
     def _require_dense(self) -> None:
-        if self.data is None:
+        if self._statsmodels_likelihood is None:
             raise ValueError(
-                "this model has one all-rows group with many indicator variance components; "
-                "it is fitted by the crossed engine (fit()), and loglike/score/hessian in "
-                "statsmodels' parameterization are not built for it"
+                "loglike/score/hessian in statsmodels' one-factor parameterization are not "
+                "defined for this model: it is fitted by the crossed engine (several grouping "
+                "factors, or one all-rows group with many variance components); use "
+                "deviance(theta) in lme4's θ layout"
             )
 
-    def _fit_crossed(self, start_params, reml, free, method, maxiter, gtol):
-        """Fit statsmodels' crossed spelling with the crossed engine (θ = √τ₁ per term)."""
-        order = self._crossed.input_order  # θ position of each vc component
+    def _crossed_start(self, start_params, free) -> tuple:
+        """``start_params``/``free`` of a crossed-engine fit as ``(θ₀, free mask)`` over
+        ``θ`` (``None`` for defaults): statsmodels' layout (``MixedLMParams`` or a packed
+        vector, θ = √τ per component) for its one-group spelling, else vectors over ``θ``."""
+        if not getattr(self, "_statsmodels_vc_layout", False):
+            return start_params, free
+        order = self.input_order  # θ position of each vc component
         theta0 = free_theta = None
         if start_params is not None:
             vc = np.asarray(self._as_params(start_params).vcomp, dtype=float)
             theta0 = np.zeros(len(order))
             theta0[order] = np.sqrt(vc)
         if free is not None:
-            if isinstance(free, MixedLMParams):
-                mask = free.vcomp
-            else:
-                mask = np.asarray(free)[-len(order) :]
+            mask = (
+                free.vcomp if isinstance(free, MixedLMParams) else np.asarray(free)[-len(order) :]
+            )
             free_theta = np.zeros(len(order), dtype=bool)
             free_theta[order] = np.asarray(mask) != 0
-        return self._crossed.fit(
-            start_params=theta0,
-            reml=reml,
-            free=free_theta,
-            method=method,
-            maxiter=maxiter,
-            gtol=gtol,
-        )
+        return theta0, free_theta
+
+    def _fit_by_crossed_engine(
+        self, start_params, reml, free, method, maxiter, gtol, cov_pen, devices, dtype
+    ):
+        """``fit`` of a crossed-engine model (:func:`mixedjax.model.crossed.fit_crossed`)."""
+        from mixedjax.model.crossed import fit_crossed
+
+        if devices is not None or dtype is not None:
+            raise ValueError(
+                "devices= and dtype= are options of the one-factor engine: this model (several "
+                "grouping factors) is fitted by the crossed engine, in float64 on one device"
+            )
+        if cov_pen is not None:  # no penalty on crossed terms: warns that it has no effect
+            from mixedjax.model.penalties import as_cov_penalty
+
+            as_cov_penalty(cov_pen, 0)
+        theta0, free_theta = self._crossed_start(start_params, free)
+        return fit_crossed(self, theta0, free_theta, bool(reml), method, int(maxiter), gtol)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -269,7 +383,7 @@ class MixedLM(PriorWeights):
         A formula with lme4 bar terms (``"y ~ x + (x | g) + (1 | h)"``) needs no ``groups``:
         the model is built by :func:`mixedjax.model.lme4.model_from_lme4`, which returns a
         ``MixedLM`` for one grouping factor (with nested factors as variance components)
-        and a :class:`~mixedjax.model.crossed.CrossedMixedLM` for crossed factors.
+        and a ``MixedLM`` fitted by the crossed engine for crossed factors (:meth:`from_terms`).
 
         ``groups`` is a column name of ``data`` or an array; ``re_formula`` (e.g. ``"~Days"``)
         gives the random-effects design; ``vc_formula`` maps variance-component names to
@@ -328,7 +442,7 @@ class MixedLM(PriorWeights):
         crossed = None
         if not kwargs:
             crossed = crossed_from_formula(
-                formula, data, groups, re_formula, vc_formula, subset, weights, offset
+                cls, formula, data, groups, re_formula, vc_formula, subset, weights, offset
             )
         if crossed is not None:  # one all-rows group + indicator components
             crossed.formula, crossed.offset_spec = formula_in, offset_spec
@@ -412,8 +526,7 @@ class MixedLM(PriorWeights):
             float(
                 _loglike_packed(
                     self._packed(p, has_fe),
-                    self.data,
-                    self.structure,
+                    *self._statsmodels_likelihood,
                     self.k_fe,
                     self.use_sqrt,
                     has_fe,
@@ -432,8 +545,7 @@ class MixedLM(PriorWeights):
         return np.asarray(
             _score_packed(
                 self._packed(p, has_fe),
-                self.data,
-                self.structure,
+                *self._statsmodels_likelihood,
                 self.k_fe,
                 self.use_sqrt,
                 has_fe,
@@ -450,7 +562,7 @@ class MixedLM(PriorWeights):
             raise ValueError("hessian needs params with fe_params")
         packed = jnp.asarray(p.get_packed(use_sqrt=False, has_fe=True))
         return np.asarray(
-            _hessian_packed(packed, self.data, self.structure, self.k_fe, False, True, reml)
+            _hessian_packed(packed, *self._statsmodels_likelihood, self.k_fe, False, True, reml)
         )
 
     # ----------------------------------------------------------------- fitting
@@ -507,22 +619,6 @@ class MixedLM(PriorWeights):
             >>> round(m.fit().llf, 3), round(m.fit(reml=False).llf, 3)  # lme4: REML, ML logLik
             (-871.814, -875.97)
         """
-        if devices is not None or dtype is not None:
-            from mixedjax.model.precision import fit_with_options
-
-            return fit_with_options(
-                self, devices, dtype, start_params=start_params, reml=reml, free=free,
-                method=method, maxiter=maxiter, gtol=gtol, fe_pen=fe_pen, cov_pen=cov_pen,
-                **fit_kwargs,
-            )  # fmt: skip
-        from mixedjax.results.mixedlm import MixedLMResults, OptSummary
-
-        if getattr(self, "_crossed", None) is not None:
-            if cov_pen is not None:  # k_re = 0: warns that it has no effect, as statsmodels
-                from mixedjax.model.penalties import as_cov_penalty
-
-                as_cov_penalty(cov_pen, 0)
-            return self._fit_crossed(start_params, reml, free, method, maxiter, gtol)
         unknown = set(fit_kwargs) - _IGNORED_FIT_KWARGS
         if unknown:
             raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")
@@ -531,18 +627,30 @@ class MixedLM(PriorWeights):
                 "fe_pen (a fixed-effects penalty inside fit) is not supported: use "
                 "fit_regularized(method='l1', alpha=...) for penalised fixed effects"
             )
+        method = _choose_method(method)
+        if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
+            raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+        if not (np.isfinite(gtol) and gtol > 0):
+            raise ValueError(f"gtol must be a positive number, got {gtol!r}")
+        if self.engine == "crossed":
+            return self._fit_by_crossed_engine(
+                start_params, reml, free, method, maxiter, gtol, cov_pen, devices, dtype
+            )
+        if devices is not None or dtype is not None:
+            from mixedjax.model.precision import fit_with_options
+
+            return fit_with_options(
+                self, devices, dtype, start_params=start_params, reml=reml, free=free,
+                method=method, maxiter=maxiter, gtol=gtol, cov_pen=cov_pen, **fit_kwargs,
+            )  # fmt: skip
         if cov_pen is not None:
             from mixedjax.model.penalties import fit_penalized
 
             return fit_penalized(
                 self, cov_pen, start_params, reml, free, method, maxiter, gtol, verbose
             )
-        method = _choose_method(method)
         check_fit_arguments(self, reml, start_params, free)
-        if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
-            raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
-        if not (np.isfinite(gtol) and gtol > 0):
-            raise ValueError(f"gtol must be a positive number, got {gtol!r}")
+        from mixedjax.results.mixedlm import MixedLMResults, OptSummary
 
         # Fit on centred and scaled data (see mixedjax.fit.conditioning); report on the original.
         std = self._standardized(center_re=free is None)
@@ -631,6 +739,9 @@ class MixedLM(PriorWeights):
             for name in ("formula", "re_formula", "vc_formula")
             if getattr(self, name, None)
         )
+        if self.engine == "crossed":
+            groups = ", ".join(f"{t.group}: {t.n_levels}" for t in self.terms)
+            return f"MixedLM({what}nobs={self.nobs}, k_fe={self.k_fe}, groups=[{groups}])"
         return (
             f"MixedLM({what}nobs={self.nobs}, groups={self.n_groups}, k_fe={self.k_fe}, "
             f"k_re={self.k_re}, k_vc={self.k_vc})"
@@ -652,8 +763,10 @@ class MixedLM(PriorWeights):
             >>> batch.fe_params["Intercept"].round(2).tolist()
             [1527.5, 152.75]
         """
-        from mixedjax.batch.results import fit_many
+        from mixedjax.batch.results import fit_many, fit_many_crossed
 
+        if self.engine == "crossed":
+            return fit_many_crossed(self, Y, reml, **kwargs)
         return fit_many(self, Y, reml, **kwargs)
 
     def fit_regularized(

@@ -11,8 +11,8 @@ so statsmodels' dense algebra costs ``O(r^3)`` per evaluation with ``r`` the tot
 of levels. Each such component is an *indicator design* (at most one non-zero per row):
 it is exactly the lme4 term ``(1 | a)``. This module recognises the pattern (in the
 formulas, before any dense design is built, or in given ``exog_vc`` designs) and builds
-the equivalent :class:`~mixedjax.model.crossed.CrossedMixedLM`, whose fit equals the
-lme4 formula's.
+the equivalent crossed-engine ``MixedLM`` (:meth:`~mixedjax.model.mixedlm.MixedLM.from_terms`),
+whose fit equals the lme4 formula's.
 """
 
 import re
@@ -60,15 +60,21 @@ def _is_one_group(groups, data: pd.DataFrame) -> bool:
 
 
 def crossed_from_formula(
-    formula, data, groups, re_formula, vc_formula, subset=None, weights=None, offset=None
+    model_class,
+    formula,
+    data,
+    groups,
+    re_formula,
+    vc_formula,
+    subset=None,
+    weights=None,
+    offset=None,
 ):
-    """A ``CrossedMixedLM`` for statsmodels' crossed spelling, or ``None`` if the
-    arguments are anything else (one all-rows group, no ``re_formula``, every
+    """A crossed-engine ``model_class`` (``MixedLM``) for statsmodels' crossed spelling, or
+    ``None`` if the arguments are anything else (one all-rows group, no ``re_formula``, every
     ``vc_formula`` entry an indicator ``"0 + C(a)"``, no missing values, also in the
     ``(n,)`` prior ``weights`` and ``offset``)."""
     import formulaic
-
-    from mixedjax.model.crossed import CrossedMixedLM
 
     if not vc_formula or not isinstance(vc_formula, dict) or not isinstance(data, pd.DataFrame):
         return None
@@ -105,12 +111,14 @@ def crossed_from_formula(
             )
         )
     _check_levels(terms)
-    model = CrossedMixedLM(
+    model = model_class.from_terms(
         endog.to_numpy(float), exog.to_numpy(float), terms, list(exog.columns), endog.name,
         weights, offset,
     )  # fmt: skip
     model.formula = formula
     model.vc_formula = vc_formula
+    model.vc_names = names
+    model._statsmodels_vc_layout = True  # start_params/free in statsmodels' layout
     model.term_columns = dict(zip(names, columns, strict=True))  # for predict(newdata)
     return model
 
@@ -118,7 +126,7 @@ def crossed_from_formula(
 def terms_from_vc_designs(vc_names, designs, colnames) -> list[RandomTerm] | None:
     """Indicator-like variance-component designs (``(n, K)``, at most one non-zero per row)
     as crossed terms; ``None`` if some component is not of that form."""
-    from mixedjax.results.mixedlm import _level_of
+    from mixedjax.results.onefactor import _level_of
 
     terms = []
     for name, design, cols in zip(vc_names, designs, colnames, strict=True):

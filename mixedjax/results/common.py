@@ -1,7 +1,7 @@
 """Inference shared by the results of both engines: information criteria, Wald covariances,
 fixed-effect tests with Satterthwaite/Kenward-Roger df, convergence checks.
 
-:class:`InferenceMixin` needs from its host (``MixedLMResults``, ``CrossedMixedLMResults``):
+:class:`InferenceMixin` needs from its host (``MixedLMResults``, for either engine):
 
 * ``fe_params``, ``bse_fe``, ``_cov_fe`` (lme4's ``vcov``), ``llf``, ``df_modelwc``,
   ``nobs``, ``k_fe``, ``reml``, ``scale``, ``theta``, ``optim``, ``params`` (statsmodels'

@@ -1,14 +1,10 @@
-"""Results of a :class:`~mixedjax.model.crossed.CrossedMixedLM` fit.
+"""The crossed engine's layout of a fit's results (several grouping factors, or
+statsmodels' one-group crossed spelling): what :class:`~mixedjax.results.mixedlm.MixedLMResults`
+asks of :data:`CROSSED` when its model's ``structure`` is a
+:class:`~mixedjax.design.crossed.CrossedStructure`.
 
-The interface follows :class:`~mixedjax.results.mixedlm.MixedLMResults` where it has a meaning
-with several grouping factors: ``fe_params``, ``bse_fe``, ``tvalues``, ``pvalues``,
-``scale``, ``llf``, ``aic``, ``bic``, ``theta``, ``is_singular``, ``optim``,
-``fittedvalues``, ``resid``, ``ranef()``, ``varcorr()``, ``summary()``, and the inference
-of :class:`~mixedjax.results.common.InferenceMixin` (``params``/``bse``/``cov_params()``
-in statsmodels' packed layout, ``bse_re``, ``t_test``, ``wald_test``, ``coef_table`` with
-Satterthwaite/Kenward-Roger df, ``conf_int``, ``check_convergence``). Random effects
-are per factor: ``random_effects[factor]`` is a DataFrame (levels x terms) and
-``cov_re[group]`` the covariance of each term (keys as in ``varcorr()``).
+Random effects are per factor: ``random_effects[factor]`` is a DataFrame (levels x terms)
+and ``cov_re[group]`` the covariance of each term (keys as in ``varcorr()``).
 
 Variance parameters in ``params`` (profile scale, divided by σ²) and ``bse_re`` (data
 scale) come term by term in the order the terms were given (statsmodels' ``vc_formula``
@@ -19,7 +15,6 @@ information matrix; its Wald standard errors are NaN (with a warning).
 """
 
 import warnings
-from functools import cached_property
 
 import jax.numpy as jnp
 import numpy as np
@@ -28,9 +23,6 @@ import pandas as pd
 from mixedjax.core.distributions import two_sided_normal_pvalue
 from mixedjax.engines.crossed import CrossedEstimates
 from mixedjax.engines.gls import crossed_theta_to_user
-from mixedjax.fit.estimation import SINGULAR_TOL
-from mixedjax.results.common import InferenceMixin
-from mixedjax.results.features import PostFitMethods
 from mixedjax.results.layout import (
     TermEstimate,
     random_effects_by_factor,
@@ -38,119 +30,63 @@ from mixedjax.results.layout import (
     varcorr_frame,
     varcorr_names,
 )
-from mixedjax.results.mixedlm import OptSummary
 
 
-class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
-    """Read-only results of :class:`~mixedjax.CrossedMixedLM`; see the module docstring.
+class CrossedLayout:
+    """Results layout of the crossed engine (stateless; every method takes the results)."""
 
-    Example:
-        >>> import mixedjax
-        >>> df = mixedjax.datasets.load("penicillin")
-        >>> r = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", df).fit()
-        >>> r.varcorr()["group"].tolist()
-        ['plate', 'sample', 'Residual']
-        >>> round(float(r.varcorr()["vcov"].iloc[1]), 3)  # lme4: 3.731
-        3.731
-    """
-
-    def __init__(
-        self, model, theta, est: CrossedEstimates, opt: OptSummary, reml: bool, information=None
-    ):
-        object.__setattr__(self, "_frozen", False)
-        # the fit's program computed the information (bse and summary() compile nothing)
-        object.__setattr__(self, "_engine_information", information)
-        self.model = model
-        self.reml = reml
-        self.method = "REML" if reml else "ML"
-        self.optim = opt.attach(self.check_convergence, self._theta_names)
-        self.theta = np.asarray(theta)
-        self.scale = float(est.scale)
-        self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
-        self._cov_fe = np.asarray(est.cov_beta)
-        self.bse_fe = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
-        self.llf = -0.5 * float(est.objective) + model.rows.loglik_jacobian
-        self.converged = opt.converged
-        self.nobs = model.nobs
-        self.k_fe = model.k_fe
-        self.df_modelwc = model.k_fe + int(np.sum(opt.free_mask)) + 1
-        factors = _term_factors(self.theta, model.structure)
+    def populate(self, r, est: CrossedEstimates) -> None:
+        """Set the per-term estimates on the (not yet frozen) results ``r``:
+        ``term_estimates`` (lme4's order), ``_cond_cov`` (per term ``(levels, q, q)``),
+        ``cov_re`` and ``vcomp``."""
+        model = r.model
+        factors = _term_factors(r.theta, model.structure)
         terms = []
         for t, T, blups, cc in zip(model.terms, factors, est.blups, est.cond_cov, strict=True):
-            cov = self.scale * T @ T.T
+            cov = r.scale * T @ T.T
             sd = np.sqrt(np.maximum(np.diagonal(np.asarray(cc), axis1=1, axis2=2), 0.0))
             terms.append(TermEstimate(t.group, t.names, cov, t.levels, np.asarray(blups), sd))
-        self.term_estimates = terms
-        self._cond_cov = [np.asarray(c) for c in est.cond_cov]
-        self._frozen = True
+        r.term_estimates = terms
+        r._cond_cov = [np.asarray(c) for c in est.cond_cov]
+        #: ``{group: covariance DataFrame}`` per term (keys as lme4's ``VarCorr``)
+        r.cov_re = {
+            name: pd.DataFrame(t.cov, index=list(t.names), columns=list(t.names))
+            for name, t in zip(varcorr_names(terms), terms, strict=True)
+        }
+        #: variances of the terms, one per term and column (data scale), terms in the
+        #: order they were given (statsmodels' ``vc_formula`` order)
+        r.vcomp = np.concatenate([np.diag(terms[k].cov) for k in model.input_order])
 
-    def __setattr__(self, name, value):
-        if getattr(self, "_frozen", False) and not name.startswith("_"):
-            raise AttributeError(f"CrossedMixedLMResults is immutable; cannot set {name!r}")
-        object.__setattr__(self, name, value)
-
-    # ------------------------------------------------------------------ likelihood
-    def _theta_names(self) -> list[str]:
+    # ------------------------------------------------------------------ parameters
+    def theta_names(self, r) -> list[str]:
         """lme4's names of the entries of ``θ``: ``sd_`` on each factor's diagonal, ``cor_``
         below it (column-wise lower triangle per term, θ order)."""
         names = []
-        for key, t in zip(varcorr_names(self.term_estimates), self.term_estimates, strict=True):
+        for key, t in zip(varcorr_names(r.term_estimates), r.term_estimates, strict=True):
             upper_rows, upper_cols = np.triu_indices(len(t.names))
             for i, j in zip(upper_cols, upper_rows, strict=True):
                 a, b = t.names[i], t.names[j]
                 names.append(f"sd_{a}|{key}" if i == j else f"cor_{a}.{b}|{key}")
         return names
 
-    @property
-    def is_singular(self) -> bool:
-        """lme4's ``isSingular``: a factor diagonal entry of ``θ`` below 1e-4."""
-        mask = self.model.structure.diagonal_theta_mask()
-        return bool(np.any(np.abs(self.theta[mask]) < SINGULAR_TOL))
-
-    # ------------------------------------------------------------------ parameters
-    @property
-    def cov_re(self) -> dict[str, pd.DataFrame]:
-        """``{group: covariance DataFrame}`` per term (keys as lme4's ``VarCorr``)."""
-        return {
-            name: pd.DataFrame(t.cov, index=list(t.names), columns=list(t.names))
-            for name, t in zip(varcorr_names(self.term_estimates), self.term_estimates, strict=True)
-        }
-
-    @property
-    def vcomp(self) -> np.ndarray:
-        """Variances of the terms, one per term and column (data scale), with the terms in
-        the order they were given (statsmodels' ``vc_formula`` order)."""
-        terms = [self.term_estimates[k] for k in self.model.input_order]
-        return np.concatenate([np.diag(t.cov) for t in terms])
-
-    # ------------------------------------------------------------------ inference
-    @cached_property
-    def _term_order(self) -> list[int]:
-        """Position in θ order of each term, in ``params`` order (the order given)."""
-        return list(self.model.input_order)
-
-    @cached_property
-    def _phi_permutation(self) -> np.ndarray:
+    def _phi_permutation(self, r) -> np.ndarray:
         """Indices into the engine's ``γ`` (θ order) giving ``_phi`` (``params`` order)."""
-        starts = np.cumsum([0] + [q * (q + 1) // 2 for q in self.model.structure.q])
-        blocks = [np.arange(starts[k], starts[k + 1]) for k in self._term_order]
+        starts = np.cumsum([0] + [q * (q + 1) // 2 for q in r.model.structure.q])
+        blocks = [np.arange(starts[k], starts[k + 1]) for k in r.model.input_order]
         return np.concatenate(blocks + [[starts[-1]]]).astype(int)
 
-    @cached_property
-    def _engine_phi(self) -> np.ndarray:
+    def engine_phi(self, r) -> np.ndarray:
         """Data-scale ``γ`` of :mod:`mixedjax.engines.gls` (terms in θ order, then σ²)."""
-        return crossed_theta_to_user(self.theta, self.scale, self.model.structure)
+        return crossed_theta_to_user(r.theta, r.scale, r.model.structure)
 
-    @property
-    def _phi(self) -> np.ndarray:
-        return self._engine_phi[self._phi_permutation]
+    def phi(self, r) -> np.ndarray:
+        return r._engine_phi[self._phi_permutation(r)]
 
-    @cached_property
-    def _variance_names(self) -> list[str]:
-        keys = varcorr_names(self.term_estimates)
+    def _variance_names(self, r) -> list[str]:
+        keys = varcorr_names(r.term_estimates)
         names = []
-        for k in self._term_order:
-            key, t = keys[k], self.term_estimates[k]
+        for k in r.model.input_order:
+            key, t = keys[k], r.term_estimates[k]
             if t.names == ("(Intercept)",):
                 names.append(f"{key} Var")
                 continue
@@ -162,31 +98,29 @@ class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
                     names.append(f"{key} {t.names[j]} x {t.names[i]} Cov")
         return names
 
-    @property
-    def params(self) -> pd.Series:
+    def params(self, r) -> pd.Series:
         """statsmodels' packed parameters: β, then each term's ``tril(Ψ_k)/σ²`` row-major
         (terms in the order given)."""
-        values = np.concatenate([self.fe_params.to_numpy(), self._phi[:-1] / self.scale])
-        return pd.Series(values, index=list(self.fe_params.index) + self._variance_names)
+        values = np.concatenate([r.fe_params.to_numpy(), r._phi[:-1] / r.scale])
+        return pd.Series(values, index=list(r.fe_params.index) + self._variance_names(r))
 
-    @cached_property
-    def _cov_user(self) -> np.ndarray:
+    def cov_user(self, r, information) -> np.ndarray:
         """Inverse observed information of ``_phi`` (exact autodiff Hessian of the full
-        likelihood, β profiled out; :func:`mixedjax.engines.information.variance_information`)."""
+        likelihood, β profiled out; :func:`mixedjax.engines.information.variance_information`),
+        from the fit program's ``information`` where it computed it."""
         from mixedjax.engines.information import invert_information, variance_information
 
-        structure = self.model.structure
-        info = self._engine_information
+        structure = r.model.structure
+        info = information
         if info is None:
             info = variance_information(
-                jnp.asarray(self._engine_phi), self.model.data, structure=structure,
-                reml=self.reml,
-            )  # fmt: skip
+                jnp.asarray(r._engine_phi), r.model.data, structure=structure, reml=r.reml
+            )
         info = np.array(info)
         held = np.zeros(info.shape[0], dtype=bool)
         starts = np.cumsum([0] + [q * (q + 1) // 2 for q in structure.q])
         zero_terms = []
-        for k, t in enumerate(self.term_estimates):
+        for k, t in enumerate(r.term_estimates):
             if np.all(np.asarray(t.cov) == 0):
                 held[starts[k] : starts[k + 1]] = True
                 zero_terms.append(t.group)
@@ -197,7 +131,7 @@ class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
                 "the information matrix of the variance parameters is not finite (a term's "
                 "covariance is singular but not zero): their Wald standard errors are NaN",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return np.full(info.shape, np.nan)
         cov = invert_information(info)
@@ -206,56 +140,49 @@ class CrossedMixedLMResults(InferenceMixin, PostFitMethods):
                 f"variance parameters of {zero_terms} are on the boundary (zero): they are "
                 "held at zero in the information matrix and their Wald standard errors are NaN",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             cov[held, :] = np.nan
             cov[:, held] = np.nan
-        perm = self._phi_permutation
+        perm = self._phi_permutation(r)
         return cov[np.ix_(perm, perm)]
 
     # ------------------------------------------------------------------ random effects
-    @property
-    def random_effects(self) -> dict[str, pd.DataFrame]:
+    def random_effects(self, r) -> dict[str, pd.DataFrame]:
         """``{factor: DataFrame}`` of BLUPs (levels x terms, data scale)."""
-        return random_effects_by_factor(self.term_estimates)
+        return random_effects_by_factor(r.term_estimates)
 
-    def ranef(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(ranef(m, condVar=TRUE))``: grpvar, term, grp, condval, condsd."""
-        return ranef_frame(self.term_estimates)
+    def ranef(self, r) -> pd.DataFrame:
+        return ranef_frame(r.term_estimates)
 
-    def varcorr(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor."""
-        return varcorr_frame(self.term_estimates, self.scale)
+    def varcorr(self, r) -> pd.DataFrame:
+        return varcorr_frame(r.term_estimates, r.scale)
 
-    @cached_property
-    def fittedvalues(self) -> np.ndarray:
+    def fittedvalues(self, r) -> np.ndarray:
         """``X β̂ + Z b̂ + offset`` per row."""
-        fitted = self.model.exog @ self.fe_params.to_numpy() + self.model.rows.offset
-        for t, est in zip(self.model.terms, self.term_estimates, strict=True):
+        model = r.model
+        fitted = model.exog @ r.fe_params.to_numpy() + model.rows.offset
+        for t, est in zip(model.terms, r.term_estimates, strict=True):
             fitted = fitted + np.einsum("nq,nq->n", t.design, est.condval[t.codes])
         return fitted
 
-    @property
-    def resid(self) -> np.ndarray:
-        """Conditional residuals ``y - fittedvalues``."""
-        return self.model.endog - self.fittedvalues
+    # ------------------------------------------------------------------ display
+    def summary(self, r, alpha: float = 0.05) -> "CrossedSummary":
+        return CrossedSummary(r, alpha)
 
-    def summary(self, alpha: float = 0.05) -> "CrossedSummary":
-        """Summary table of all factors (``print(result.summary())``)."""
-        return CrossedSummary(self, alpha)
-
-    def _repr_html_(self) -> str:
+    def html(self, r) -> str:
         """Notebook display (:func:`mixedjax.display.html.crossed_summary_html`)."""
         from mixedjax.display.html import crossed_summary_html
 
-        return crossed_summary_html(self)
+        return crossed_summary_html(r)
 
-    def __repr__(self) -> str:
-        groups = ", ".join(f"{t.group}: {t.levels.size}" for t in self.term_estimates)
-        return (
-            f"<CrossedMixedLMResults {self.method}: llf={self.llf:.4f}, nobs={self.nobs}, "
-            f"groups=[{groups}], converged={self.converged}>"
-        )
+    def groups(self, r) -> str:
+        """The grouping factors for ``repr``: ``"[plate: 24, sample: 6]"``."""
+        return "[" + ", ".join(f"{t.group}: {t.levels.size}" for t in r.term_estimates) + "]"
+
+
+#: The crossed engine's results layout.
+CROSSED = CrossedLayout()
 
 
 def _term_factors(theta: np.ndarray, structure) -> list[np.ndarray]:

@@ -1,4 +1,6 @@
-"""Immutable fit results: estimates, tables, random effects, summary and ``varcorr``."""
+"""Immutable fit results of every model kind: estimates, tables, random effects, summary
+and ``varcorr`` (the engine-dependent parts in :mod:`mixedjax.results.onefactor` and
+:mod:`mixedjax.results.crossed`)."""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -7,8 +9,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mixedjax.core.covariance import theta_to_cov
-from mixedjax.fit.estimation import SINGULAR_TOL, Estimates
+from mixedjax.fit.estimation import SINGULAR_TOL
 from mixedjax.results.common import InferenceMixin
 from mixedjax.results.features import PostFitMethods
 
@@ -187,48 +188,19 @@ class OptSummary:
         return "\n".join(lines)
 
 
-def _level_of(colname: str) -> str:
-    """``"C(cask)[a]"`` or ``"cask[T.a]"`` -> ``"a"``; other names unchanged."""
-    if colname.endswith("]") and "[" in colname:
-        level = colname[colname.index("[") + 1 : -1]
-        return level[2:] if level.startswith("T.") else level
-    return colname
-
-
-class RandomEffects(Mapping):
-    """Read-only mapping group label -> ``pd.Series`` of that group's BLUPs (statsmodels'
-    ``random_effects``), built per group on access so millions of groups cost nothing.
-
-    Example:
-        >>> import mixedjax
-        >>> df = mixedjax.datasets.load("sleepstudy")
-        >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
-        ...                                   re_formula="~Days").fit()
-        >>> re = r.random_effects
-        >>> len(re), list(re["308"].index)
-        (18, ['Subject', 'Days'])
-    """
-
-    def __init__(self, labels, values, names_of):
-        self._index = {lab: i for i, lab in enumerate(labels)}
-        self._labels = labels
-        self._values = values
-        self._names_of = names_of
-
-    def __getitem__(self, label):
-        i = self._index[label]
-        names, cols = self._names_of(i)
-        return pd.Series(self._values[i, cols], index=names, name=label)
-
-    def __iter__(self):
-        return iter(self._labels)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-
 class MixedLMResults(InferenceMixin, PostFitMethods):
-    """Results of :meth:`mixedjax.MixedLM.fit` (read-only).
+    """Results of :meth:`mixedjax.MixedLM.fit` (read-only), for every model kind.
+
+    What does not depend on the random-effects structure is computed here once: the fixed
+    effects and their covariance, ``scale``, ``llf``, the optimiser's summary and (through
+    :class:`~mixedjax.results.common.InferenceMixin` and
+    :class:`~mixedjax.results.features.PostFitMethods`) inference, prediction, simulation,
+    the bootstrap and plots. What does depend on it comes from the engine's results layout,
+    chosen by the model's structure: :data:`mixedjax.results.onefactor.ONE_FACTOR`
+    (statsmodels' layout: ``cov_re`` a DataFrame, ``random_effects`` keyed by group) or
+    :data:`mixedjax.results.crossed.CROSSED` (several factors: ``cov_re`` and
+    ``random_effects`` keyed by factor). ``ranef()`` and ``varcorr()`` are lme4's frames
+    for both.
 
     Scales: ``cov_re``, ``vcomp``, ``scale`` are on the data scale; ``cov_re_unscaled`` and
     ``params`` (statsmodels' layout) on the profile scale (divided by ``scale``).
@@ -240,20 +212,30 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         ...                                   re_formula="~Days").fit()
         >>> r.fe_params.round(3).tolist(), round(r.scale, 2), r.is_singular
         ([251.405, 10.467], 654.94, False)
+        >>> p = mixedjax.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)",
+        ...                      mixedjax.datasets.load("penicillin")).fit()
+        >>> type(p).__name__, p.varcorr()["group"].tolist()
+        ('MixedLMResults', ['plate', 'sample', 'Residual'])
     """
 
     def __init__(
         self,
         model,
         theta: np.ndarray,
-        est: Estimates,
+        est,
         opt: OptSummary,
         reml: bool,
         cov_user: np.ndarray | None = None,
+        information: np.ndarray | None = None,
     ):
-        g = model.n_groups
+        """``est``: the engine's estimates at ``θ`` (:class:`~mixedjax.fit.estimation.Estimates`
+        or :class:`~mixedjax.engines.crossed.CrossedEstimates`); ``cov_user``: the
+        covariance of ``_phi`` or ``information``: the observed information of the engine's
+        ``γ``, where the fit's program computed them (``summary()`` then compiles nothing)."""
         object.__setattr__(self, "_frozen", False)
-        if cov_user is not None:  # the fit's program computed it (summary() compiles nothing)
+        object.__setattr__(self, "_layout", layout_of(model))
+        object.__setattr__(self, "_engine_information", information)
+        if cov_user is not None:
             object.__setattr__(self, "_cov_user", np.asarray(cov_user))
         self.model = model
         self.reml = reml
@@ -261,17 +243,9 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         self.optim = opt.attach(self.check_convergence, self._theta_names)
         self.theta = np.asarray(theta)
         self.scale = float(est.scale)
-        cov1, vc1 = theta_to_cov(np.asarray(theta), model.structure)
-        self.cov_re_unscaled = pd.DataFrame(
-            np.asarray(cov1), index=model.exog_re_names, columns=model.exog_re_names
-        )
-        self.cov_re = self.cov_re_unscaled * self.scale
-        self.vcomp = np.asarray(vc1) * self.scale
         self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
         self._cov_fe = np.asarray(est.cov_beta)
         self.bse_fe = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
-        self._blups = np.asarray(est.blups)[:g]
-        self._cond_cov = np.asarray(est.cond_cov)[:g]
         self.llf = -0.5 * float(est.objective) + model.rows.loglik_jacobian
         self.converged = opt.converged
         self.nobs = model.nobs
@@ -282,6 +256,7 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
             model.k_vc,
         )
         self.df_modelwc = model.k_fe + int(np.sum(opt.free_mask)) + 1
+        self._layout.populate(self, est)
         self._frozen = True
 
     def __setattr__(self, name, value):
@@ -296,10 +271,8 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         return int(getattr(self.model, "n_dropped", 0))
 
     def _theta_names(self) -> list[str]:
-        """lme4's names of the entries of ``θ`` (``sd_`` for diagonal entries)."""
-        from mixedjax.inference.profile import profile_names
-
-        return profile_names(self.model)[: self.model.structure.n_theta]
+        """lme4's names of the entries of ``θ`` (``sd_`` for diagonal entries, ``cor_``)."""
+        return self._layout.theta_names(self)
 
     @property
     def is_singular(self) -> bool:
@@ -310,46 +283,28 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
     # ------------------------------------------------------------------ parameters
     @property
     def params(self) -> pd.Series:
-        """statsmodels' packed parameters: β, ``tril(Ψ₁)`` row-major, ``τ₁``."""
-        rows, cols = np.tril_indices(self.k_re)
-        values = np.concatenate(
-            [
-                self.fe_params.to_numpy(),
-                self.cov_re_unscaled.to_numpy()[rows, cols],
-                self.vcomp / self.scale,
-            ]
-        )
-        return pd.Series(values, index=self.model.param_names)
+        """statsmodels' packed parameters: β, then the profile-scale variance parameters
+        (one factor: ``tril(Ψ₁)`` row-major, ``τ₁``; crossed: each term's ``tril(Ψ_k)/σ²``
+        in the order the terms were given)."""
+        return self._layout.params(self)
 
     @property
     def _phi(self) -> np.ndarray:
-        rows, cols = np.tril_indices(self.k_re)
-        return np.concatenate([self.cov_re.to_numpy()[rows, cols], self.vcomp, [self.scale]])
+        return self._layout.phi(self)
+
+    @cached_property
+    def _engine_phi(self) -> np.ndarray:
+        return self._layout.engine_phi(self)
 
     @cached_property
     def _cov_user(self) -> np.ndarray:
-        from mixedjax.fit.conditioning import variance_parameter_cov
-
-        # On the standardized data (well conditioned), mapped back exactly.
-        return variance_parameter_cov(self.model, self._phi, self.reml)
+        return self._layout.cov_user(self, self._engine_information)
 
     # ------------------------------------------------------------------ random effects
-    def _names_of(self, i: int):
-        model = self.model
-        names = list(model.exog_re_names)
-        cols = list(range(model.k_re))
-        start = model.k_re
-        for colnames, glob in zip(model.vc_colnames, model.vc_global_columns, strict=True):
-            for j, gcol in enumerate(glob[i]):
-                if gcol >= 0:
-                    names.append(colnames[gcol])
-                    cols.append(start + j)
-            start += glob.shape[1]
-        return names, cols
-
     @property
-    def random_effects(self) -> RandomEffects:
-        """Mapping group -> BLUPs ``pd.Series`` (data scale), like statsmodels.
+    def random_effects(self):
+        """BLUPs (data scale), like statsmodels: a mapping group -> ``pd.Series`` for one
+        grouping factor; ``{factor: DataFrame}`` (levels x terms) for several.
 
         Example:
             >>> import mixedjax
@@ -359,21 +314,18 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
             Group   -17.607
             Name: A, dtype: float64
         """
-        return RandomEffects(list(self.model.group_labels), self._blups, self._names_of)
+        return self._layout.random_effects(self)
 
     @property
     def random_effects_cov(self) -> Mapping:
-        """Mapping group -> conditional covariance ``pd.DataFrame`` of its random effects."""
-        results = self
-
-        class _Cov(RandomEffects):
-            def __getitem__(self, label):
-                i = self._index[label]
-                names, cols = results._names_of(i)
-                block = results._cond_cov[i][np.ix_(cols, cols)]
-                return pd.DataFrame(block, index=names, columns=names)
-
-        return _Cov(list(self.model.group_labels), self._blups, self._names_of)
+        """Mapping group -> conditional covariance ``pd.DataFrame`` of its random effects
+        (one grouping factor); for several factors, ``ranef()``'s ``condsd``."""
+        if not hasattr(self._layout, "random_effects_cov"):
+            raise AttributeError(
+                "random_effects_cov is per group of one grouping factor; with several "
+                "factors the conditional SDs are ranef()['condsd']"
+            )
+        return self._layout.random_effects_cov(self)
 
     def ranef(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(ranef(m, condVar=TRUE))``: grpvar, term, grp, condval, condsd.
@@ -389,54 +341,13 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
             0  Batch  (Intercept)   A  -17.607  19.587
             1  Batch  (Intercept)   B    0.391  19.587
         """
-        if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
-            from mixedjax.results.layout import one_factor_term_estimates, ranef_frame
-
-            return ranef_frame(one_factor_term_estimates(self))
-        model = self.model
-        labels = np.asarray(model.group_labels).astype(str)
-        group_name = getattr(model, "group_name", "Group")
-        sd = np.sqrt(np.maximum(np.diagonal(self._cond_cov, axis1=1, axis2=2), 0.0))
-        frames = []
-        for j, term in enumerate(model.re_terms):
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "grpvar": group_name,
-                        "term": term,
-                        "grp": labels,
-                        "condval": self._blups[:, j],
-                        "condsd": sd[:, j],
-                    }
-                )
-            )
-        start = model.k_re
-        for vc_name, colnames, glob in zip(
-            model.vc_names, model.vc_colnames, model.vc_global_columns, strict=True
-        ):
-            gi, lj = np.nonzero(glob >= 0)
-            levels = np.asarray([_level_of(c) for c in colnames])[glob[gi, lj]]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "grpvar": vc_name,
-                        "term": "(Intercept)",
-                        "grp": np.char.add(np.char.add(labels[gi], ":"), levels.astype(str)),
-                        "condval": self._blups[gi, start + lj],
-                        "condsd": sd[gi, start + lj],
-                    }
-                )
-            )
-            start += glob.shape[1]
-        return pd.concat(frames, ignore_index=True)
+        return self._layout.ranef(self)
 
     # ------------------------------------------------------------------ fitted values
     @cached_property
     def fittedvalues(self) -> np.ndarray:
         """``X β̂ + Z γ̂ + offset`` per row (conditional fitted values, with the BLUPs)."""
-        model = self.model
-        fixed = model.exog @ self.fe_params.to_numpy() + model.rows.offset
-        return fixed + np.einsum("nr,nr->n", model.exog_z, self._blups[model.group_codes])
+        return self._layout.fittedvalues(self)
 
     @property
     def resid(self) -> np.ndarray:
@@ -456,13 +367,7 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
             0     Batch  1764.05  42.001
             1  Residual  2451.25  49.510
         """
-        if getattr(self.model, "lme4_terms", None) is not None:  # built from an lme4 formula
-            from mixedjax.results import layout
-
-            return layout.varcorr_frame(layout.one_factor_term_estimates(self), self.scale)
-        from mixedjax.display.varcorr import varcorr_frame
-
-        return varcorr_frame(self)
+        return self._layout.varcorr(self)
 
     def summary(self, alpha: float = 0.05):
         """statsmodels-style summary table (``print(result.summary())``).
@@ -477,14 +382,12 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
             Intercept 1527.500   19.383 78.804 0.000 1489.509 1565.491
             ...
         """
-        from mixedjax.display.text import Summary
-
-        return Summary(self, alpha)
+        return self._layout.summary(self, alpha)
 
     def __repr__(self) -> str:
         return (
             f"<MixedLMResults {self.method}: llf={self.llf:.4f}, nobs={self.nobs}, "
-            f"groups={self.model.n_groups}, converged={self.converged}>"
+            f"groups={self._layout.groups(self)}, converged={self.converged}>"
         )
 
     def profile(self, alpha: float = 0.01, n_points: int = 11, progress=None) -> pd.DataFrame:
@@ -511,5 +414,18 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         return profile_re(self, re_ix, vtype, num_low, dist_low, num_high, dist_high)
 
     def _repr_html_(self) -> str:
-        """Notebook display: the styled summary (:func:`mixedjax.display.html.summary_html`)."""
-        return self.summary().as_html()
+        """Notebook display: the styled summary (:mod:`mixedjax.display.html`)."""
+        return self._layout.html(self)
+
+
+def layout_of(model):
+    """The results layout of ``model``'s engine (chosen by its ``structure``)."""
+    from mixedjax.design.crossed import CrossedStructure
+
+    if isinstance(model.structure, CrossedStructure):
+        from mixedjax.results.crossed import CROSSED
+
+        return CROSSED
+    from mixedjax.results.onefactor import ONE_FACTOR
+
+    return ONE_FACTOR
