@@ -43,7 +43,7 @@ import numpy as np
 
 from mixedjax.core import smallmat
 from mixedjax.design.crossed import CrossedData, CrossedStructure
-from mixedjax.engines.onefactor import LOG_2PI, reml_weight_and_dof
+from mixedjax.engines.onefactor import LOG_2PI, GLSSystem, reml_weight_and_dof
 
 
 def term_factors(theta: jnp.ndarray, structure: CrossedStructure) -> list[jnp.ndarray]:
@@ -305,3 +305,55 @@ def estimates(theta, data: CrossedData, structure: CrossedStructure, reml: bool)
         cond_cov=cond_cov,
         objective=objective_from_factor(f, n_obs, structure, reml),
     )
+
+
+def crossed_gls_system(theta: jnp.ndarray, data, structure: CrossedStructure) -> GLSSystem:
+    """Profile-scale :class:`~mixedjax.engines.onefactor.GLSSystem` at ``θ``: with
+    ``Ω = L L'`` factored by :func:`factorize` and ``M`` dense random effects, the trailing
+    ``(p+1)`` block of ``L`` is the Cholesky factor of ``A = [X y]'V₁⁻¹[X y]`` and
+    ``log|V₁| = 2 Σ log diag L₁₁ + 2 Σ_{i<M} log L_ii``."""
+    f = factorize(theta, data, structure)
+    M = structure.n_dense
+    L = jnp.linalg.cholesky(f.dense)
+    W = L[M:, M:]
+    logdet_V = 2.0 * jnp.sum(smallmat.log_diag_sum(f.chol1)) + 2.0 * jnp.sum(
+        jnp.log(jnp.diagonal(L)[:M])
+    )
+    return GLSSystem(logdet_V, W @ W.T)
+
+
+def _safe_cholesky(cov: jnp.ndarray) -> jnp.ndarray:
+    """Lower Cholesky factor; exactly zero (with zero derivatives) for a zero matrix."""
+    zero = jnp.all(cov == 0)
+    eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
+    return jnp.where(zero, 0.0, smallmat.cholesky(jnp.where(zero, eye, cov)))
+
+
+def crossed_user_to_theta(gamma: jnp.ndarray, structure: CrossedStructure):
+    """``(θ, σ²)`` from crossed user-scale ``γ``: ``T_k = chol(Ψ_k/σ²)``."""
+    scale = gamma[-1]
+    parts, start = [], 0
+    for q in structure.q:
+        rows, cols = np.tril_indices(q)
+        M = jnp.zeros((q, q), gamma.dtype).at[rows, cols].set(gamma[start : start + rows.size])
+        cov = (M + M.T - jnp.diag(jnp.diag(M))) / scale
+        T = _safe_cholesky(cov)
+        upper_rows, upper_cols = np.triu_indices(q)
+        parts.append(T[upper_cols, upper_rows])  # column-wise lower triangle (lme4)
+        start += rows.size
+    return jnp.concatenate(parts), scale
+
+
+def crossed_theta_to_user(theta, scale, structure: CrossedStructure, xp=np):
+    """Inverse of :func:`crossed_user_to_theta`: ``γ (n_user_params,)``. With ``xp=jnp``
+    it runs inside a compiled program (the crossed fit's information matrix)."""
+    theta = xp.asarray(theta, dtype=float)
+    parts = []
+    for q, sl in zip(structure.q, structure.theta_slices(), strict=True):
+        upper_rows, upper_cols = np.triu_indices(q)
+        index = np.full((q, q), -1)
+        index[upper_cols, upper_rows] = np.arange(upper_rows.size)  # T[i, j] = θ[index[i, j]]
+        T = xp.where(index >= 0, theta[sl][np.maximum(index, 0)], 0.0)
+        rows, cols = np.tril_indices(q)
+        parts.append((scale * T @ T.T)[rows, cols])
+    return xp.concatenate(parts + [xp.reshape(xp.asarray(scale, dtype=float), (1,))])

@@ -7,24 +7,20 @@ so refitting a model of the same shape never recompiles.
 
 import math
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax.core import smallmat
 from mixedjax.core.compilation import tiered_jit
 from mixedjax.core.covariance import CovStructure, lower_indices_colwise
 from mixedjax.design.groups import GroupedData
-from mixedjax.engines.onefactor import (
-    conditional_modes,
-    gls_system_theta,
+from mixedjax.engines.onefactor import (  # noqa: F401  (Estimates, FixedEstimates re-exported)
+    Estimates,
+    FixedEstimates,
+    estimates,
+    fixed_estimates,
     profiled_deviance,
-    profiled_objective,
-    real_fixed_effects,
-    reml_weight_and_dof,
-    solve_gls,
 )
 from mixedjax.fit.optimize import OptResult, minimize
 
@@ -199,72 +195,6 @@ def snap_to_boundary(
     return theta, value, tuple(zeroed)
 
 
-class Estimates(NamedTuple):
-    """Everything the results need at ``θ̂`` (profile scale unless said otherwise).
-
-    Attributes:
-        beta: ``(p,)`` fixed effects.
-        scale: ``()`` σ².
-        cov_beta: ``(p, p)`` ``σ² (X'V⁻¹X)⁻¹`` (lme4's ``vcov``).
-        blups: ``(n_groups, r)`` conditional modes of the random effects (data scale).
-        cond_cov: ``(n_groups, r, r)`` conditional covariances (data scale).
-        objective: ``()`` ``-2 log L`` (REML criterion for REML).
-
-    Example:
-        >>> import jax.numpy as jnp, mixedjax
-        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
-        ...                                   groups="Batch")
-        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
-        >>> est = estimates_at(theta, m.data, structure=m.structure, reml=True)
-        >>> round(float(est.scale), 2), est.blups.shape, est.cond_cov.shape
-        (2451.25, (8, 1), (8, 1, 1))
-    """
-
-    beta: jnp.ndarray
-    scale: jnp.ndarray
-    cov_beta: jnp.ndarray
-    blups: jnp.ndarray
-    cond_cov: jnp.ndarray
-    objective: jnp.ndarray
-
-
-class FixedEstimates(NamedTuple):
-    """The fixed-effects part of :class:`Estimates` (no ``(n_groups, r)`` arrays).
-
-    Attributes:
-        beta: ``(p,)``; scale: ``()`` σ²; cov_beta: ``(p, p)``; objective: ``()`` ``-2 log L``.
-    """
-
-    beta: jnp.ndarray
-    scale: jnp.ndarray
-    cov_beta: jnp.ndarray
-    objective: jnp.ndarray
-
-
-def fixed_estimates(theta: jnp.ndarray, data: GroupedData, structure: CovStructure, reml: bool):
-    """β̂, σ², ``σ² (X'V⁻¹X)⁻¹`` and the deviance at ``θ`` from one pass over the groups
-    (pure; vmappable).
-
-    Example:
-        >>> import jax.numpy as jnp, mixedjax
-        >>> m = mixedjax.MixedLM.from_formula("Yield ~ 1", mixedjax.datasets.load("dyestuff"),
-        ...                                   groups="Batch")
-        >>> theta = jnp.array([0.848323767332081])  # lme4's REML estimate
-        >>> f = fixed_estimates(theta, m.data, m.structure, reml=True)
-        >>> round(float(f.beta[0]), 4), round(float(f.objective), 6)
-        (1527.5, 319.654277)
-    """
-    gls = gls_system_theta(theta, data, structure)
-    sol = solve_gls(gls.system)
-    n_fe = real_fixed_effects(structure)  # padded problems: the real p
-    _, dof = reml_weight_and_dof(reml, data.n_obs, gls.system, n_fe)
-    scale = sol.pwrss / dof
-    L_inv = smallmat.inverse_lower(sol.xvx_chol.T)  # (X'V₁⁻¹X)⁻¹ = L⁻ᵀL⁻¹
-    objective = profiled_objective(gls, data.n_obs, reml, n_fe)
-    objective = jnp.where(jnp.isfinite(objective), objective, jnp.inf)  # as profiled_deviance
-    return FixedEstimates(sol.beta, scale, scale * L_inv.T @ L_inv, objective)
-
-
 @partial(tiered_jit, static_argnames=("structure", "reml"), quick_up_to=math.inf)
 def estimates_at(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructure, reml: bool):
     """Fixed effects, σ², their covariance and the BLUPs at ``θ``.
@@ -277,13 +207,4 @@ def estimates_at(theta: jnp.ndarray, data: GroupedData, *, structure: CovStructu
         >>> round(float(estimates_at(theta, m.data, structure=m.structure, reml=True).beta[0]), 4)
         1527.5
     """
-    fixed = fixed_estimates(theta, data, structure, reml)
-    blups, cond_cov = conditional_modes(theta, fixed.beta, data, structure)
-    return Estimates(
-        beta=fixed.beta,
-        scale=fixed.scale,
-        cov_beta=fixed.cov_beta,
-        blups=blups,
-        cond_cov=fixed.scale * cond_cov,
-        objective=fixed.objective,
-    )
+    return estimates(theta, data, structure, reml)

@@ -26,11 +26,11 @@ from mixedjax.core.covariance import (
     packed_to_cov,
     unpack,
 )
-from mixedjax.design.crossed import CrossedStructure
 from mixedjax.design.groups import GroupedData, group_crossprods, localize_columns, pad_groups
 from mixedjax.design.sizeclass import bucket_size  # noqa: F401  (re-exported)
 from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
+from mixedjax.engines.protocol import engine_for
 from mixedjax.fit import conditioning, estimation, safeguards
 from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.fit.options import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
@@ -259,7 +259,7 @@ class MixedLM(PriorWeights):
     def engine(self) -> str:
         """``"one-factor"`` (one grouping factor, vmapped per group) or ``"crossed"``
         (several factors, blocked sparse Cholesky), chosen from the term structure."""
-        return "crossed" if isinstance(self.structure, CrossedStructure) else "one-factor"
+        return engine_for(self.structure).name
 
     def default_theta(self) -> np.ndarray:
         """The fit's data-based start ``θ₀`` (lme4's layout of the relative factors)."""

@@ -420,9 +420,9 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
 
 def layout_of(model):
     """The results layout of ``model``'s engine (chosen by its ``structure``)."""
-    from mixedjax.design.crossed import CrossedStructure
+    from mixedjax.engines.protocol import CROSSED, engine_for
 
-    if isinstance(model.structure, CrossedStructure):
+    if engine_for(model.structure) is CROSSED:
         from mixedjax.results.crossed import CROSSED
 
         return CROSSED
