@@ -193,3 +193,22 @@ def test_unconverged_members_are_refitted_by_the_single_fit(sleep, monkeypatch):
     _close(many.fe_params.iloc[1], single.fe_params, "fe_params")
     _close(many.bse_fe.iloc[1], single.bse_fe, "bse_fe")
     assert many.result(1).optim.boundary == single.optim.boundary
+
+
+def test_fit_models_of_crossed_models_with_different_levels():
+    """Crossed members (penicillin minus a plate, minus a sample: other numbers of levels)
+    equal their single fits (llf 1e-9, θ 1e-6, β 1e-8); other terms are refused."""
+    df = mixedjax.datasets.load("penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    subsets = (df, df[df["plate"] != "a"], df[df["sample"] != "A"])
+    models = [mixedjax.mixedlm(formula, d) for d in subsets]
+    batch = fit_models(models, reml=False)
+    for i, m in enumerate(models):
+        single = m.fit(reml=False)
+        np.testing.assert_allclose(batch.llf[i], single.llf, rtol=1e-9)
+        np.testing.assert_allclose(batch.theta[i], single.theta, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(batch.fe_params.iloc[i], single.fe_params, rtol=1e-8)
+        assert batch.result(i).varcorr()["group"].tolist() == ["plate", "sample", "Residual"]
+    slopes = mixedjax.mixedlm("diameter ~ 1 + (1 | plate)", df)
+    with pytest.raises(ValueError, match="a batch needs one structure"):
+        fit_models([models[0], slopes])

@@ -5,9 +5,10 @@ did the wrong thing for that kind: predictions on the fit's own rows equal the f
 values (1e-10), simulations have the model's shape and mean, the bootstrap converges, a
 profile interval brackets the estimate, df are positive and below n, LRT against an ML
 refit has the right Df, displays name every grouping factor, a pickle round trip keeps the
-log-likelihood, fit_many's first member equals the fit. The numbers themselves are checked
-against lme4 and independent oracles in the other test files. Heavy features (bootstrap,
-profile, fit_many) and the kinds whose paths are covered elsewhere run with ``-m slow``.
+log-likelihood, fit_many's first member and fit_models' members equal the fit. The
+numbers themselves are checked against lme4 and independent oracles in the other test
+files. Heavy features (bootstrap, profile, fit_many, fit_models) and the kinds whose paths
+are covered elsewhere run with ``-m slow``.
 """
 
 import pickle
@@ -65,7 +66,7 @@ KINDS = {
     ),
 }  # fmt: skip
 
-HEAVY = {"bootstrap", "profile", "fit_many"}
+HEAVY = {"bootstrap", "profile", "fit_many", "fit_models"}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,11 @@ def check_fit_many(data, res, factors):
     np.testing.assert_allclose(batch.llf[0], res.llf, rtol=1e-7)
 
 
+def check_fit_models(data, res, factors):
+    batch = mixedjax.fit_models([res.model, res.model], reml=res.reml)
+    np.testing.assert_allclose(batch.llf, [res.llf, res.llf], rtol=1e-7)
+
+
 FEATURES = {
     "predict": check_predict,
     "simulate": check_simulate,
@@ -162,6 +168,7 @@ FEATURES = {
     "display": check_display,
     "pickle": check_pickle,
     "fit_many": check_fit_many,
+    "fit_models": check_fit_models,
 }
 
 

@@ -35,7 +35,7 @@ from mixedjax.core.watchdog import wait_ready
 from mixedjax.design.crossed import CrossedStructure, response_design, with_response
 from mixedjax.design.groups import GroupedData, pad_groups
 from mixedjax.fit import conditioning, estimation
-from mixedjax.fit.crossed import NEWTON_MAX_DENSE, fit_responses
+from mixedjax.fit.crossed import NEWTON_MAX_DENSE, fit_program, fit_responses
 from mixedjax.fit.crossed import estimates_at as crossed_estimates_at
 from mixedjax.fit.optimize import STATUS_CONVERGED
 
@@ -517,7 +517,10 @@ def fit_models(
 
     Every model must have the same random-effects structure and number of fixed effects;
     the group axis of each is padded with empty groups to the largest, which changes no
-    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``. ``progress``: a bar of
+    likelihood. Member ``i`` equals ``models[i].fit(reml=reml)``. Models with several
+    grouping factors (the crossed engine) need the same terms (sizes ``q``) and fixed
+    effects; their factors may have any numbers of levels, and each member runs its own
+    structure's fit program (:func:`_fit_crossed_models`). ``progress``: a bar of
     finished fits (:mod:`mixedjax.core.progress`).
 
     Example:
@@ -533,7 +536,7 @@ def fit_models(
         raise ValueError("models is empty")
     first = models[0]
     for j, m in enumerate(models[1:], start=1):
-        if m.structure != first.structure or m.k_fe != first.k_fe:
+        if _layout_key(m) != _layout_key(first) or m.k_fe != first.k_fe:
             raise ValueError(
                 f"models[{j}] has structure {m.structure} and {m.k_fe} fixed effects; "
                 f"models[0] has {first.structure} and {first.k_fe}: a batch needs one structure"
@@ -542,6 +545,8 @@ def fit_models(
     if len(names) != len(models):
         raise ValueError(f"names has {len(names)} entries for {len(models)} models")
     method = _check_fit_options(method, maxiter, gtol)
+    if isinstance(first.structure, CrossedStructure):
+        return _fit_crossed_models(models, bool(reml), names, method, int(maxiter), gtol, progress)
     stds = [m._standardized(center_re=True) for m in models]  # as MixedLM.fit fits
     data = stack_data([s.data for s in stds])
     free = np.ones(first.structure.n_theta, dtype=bool)
@@ -554,6 +559,48 @@ def fit_models(
     return _finish(
         out, names, first.structure, first.exog_names, first.exog_re_names,
         lambda i: models[i], bool(reml), method, gtol, int(maxiter), free,
+    )  # fmt: skip
+
+
+def _layout_key(model):
+    """What members of one batch share: the one-factor structure, or the crossed terms'
+    sizes (the factors' numbers of levels may differ between crossed members)."""
+    if isinstance(model.structure, CrossedStructure):
+        return ("crossed", tuple(model.structure.q))
+    return model.structure
+
+
+def _fit_crossed_models(models, reml, names, method, maxiter, gtol, progress) -> BatchResults:
+    """:func:`fit_models` for crossed-engine models: each member runs the crossed fit
+    program of its own structure (:func:`mixedjax.fit.crossed.fit_program`: members whose
+    factors have the same numbers of levels and pattern share one executable), and the
+    runs are stacked into one :class:`BatchResults`. A loop over models, not over groups."""
+    outs = []
+    with progress_bar(total=len(models), desc="fit_models", unit="fits", enabled=progress) as bar:
+        for m in models:
+            theta0 = np.asarray(m.default_theta(), dtype=float)
+            free = np.ones(m.structure.n_theta, dtype=bool)
+            run = fit_program(
+                theta0, free, m.data, 1.0 if reml else 0.0, gtol, structure=m.structure,
+                method=method, maxiter=maxiter,
+                newton_steps=8 if m.structure.n_dense + m.k_fe < NEWTON_MAX_DENSE else 0,
+            )  # fmt: skip
+            run = jax.device_get(wait_ready(run, what="fit_models"))
+            est = run.estimates
+            outs.append(
+                batch.FitOutput(
+                    opt=run.opt, theta_start=theta0, theta=np.asarray(run.theta),
+                    objective=np.asarray(est.objective) - 2.0 * m.rows.loglik_jacobian,
+                    zeroed=np.asarray(run.zeroed), beta=np.asarray(est.beta),
+                    scale=np.asarray(est.scale), cov_beta=np.asarray(est.cov_beta),
+                )
+            )  # fmt: skip
+            bar.update(1)
+    out = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *outs)
+    first = models[0]
+    return _finish(
+        out, names, first.structure, first.exog_names, [], lambda i: models[i], reml, method,
+        gtol, maxiter, np.ones(first.structure.n_theta, dtype=bool), first.terms,
     )  # fmt: skip
 
 
