@@ -267,7 +267,10 @@ class MixedLM(PriorWeights):
             from mixedjax.model.crossed import default_theta
 
             return default_theta(self)
-        std = self._standardized(center_re=True)
+        return self._start_theta(self._standardized(center_re=True))
+
+    def _start_theta(self, std: "conditioning.Standardized") -> np.ndarray:
+        """The one-factor start: data-based on the standardized data, mapped back."""
         start = estimation.start_values(std.data, self.structure)
         return conditioning.theta_to_original(std, start, self.structure)
 
@@ -654,15 +657,12 @@ class MixedLM(PriorWeights):
 
         # Fit on centred and scaled data (see mixedjax.fit.conditioning); report on the original.
         std = self._standardized(center_re=free is None)
-        default_theta = conditioning.theta_to_original(
-            std, estimation.start_values(std.data, self.structure), self.structure
-        )
         free_theta = self._free_mask(free)
         if start_params is not None:
             sp = self._as_params(start_params)
             theta0 = cov_to_theta(sp.cov_re, sp.vcomp, self.structure)
         else:
-            theta0 = default_theta.copy()
+            theta0 = self._start_theta(std)
             if free is not None:  # held parameters start at statsmodels' default (identity)
                 identity = cov_to_theta(np.eye(self.k_re), np.ones(self.k_vc), self.structure)
                 theta0 = np.where(free_theta, theta0, identity)
