@@ -21,7 +21,7 @@ _EXPORTS = {
     "anova": ("mixedjax.inference.compare", "anova"),
     "lrt": ("mixedjax.inference.compare", "lrt"),
     "parametric_bootstrap": ("mixedjax.inference.bootstrap", "parametric_bootstrap"),
-    "penalties": ("mixedjax.model.penalties", None),
+    "penalties": ("mixedjax.fit.penalties", None),
     "datasets": ("mixedjax.datasets", None),
     "mixedlm": ("mixedjax.model.mixedlm", "mixedlm"),
     "disable_compilation_cache": ("mixedjax.core.compilation", "disable_compilation_cache"),

@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixedjax.batch import kernels as batch
 from mixedjax.core import smallmat
 from mixedjax.core.covariance import CovStructure, lower_indices_colwise, theta_to_cov
 from mixedjax.design.crossed import (
@@ -60,6 +59,7 @@ from mixedjax.engines.onefactor import conditional_modes, profiled_deviance
 from mixedjax.fit import estimation
 from mixedjax.fit.crossed import NEWTON_MAX_DENSE
 from mixedjax.fit.crossed import fit_theta as crossed_fit_theta
+from mixedjax.fit.unpadded import fit_and_snap
 from mixedjax.spec.terms import RandomTerm
 
 
@@ -182,11 +182,10 @@ def _theta_hat(data, structure, reml, method, maxiter, gtol):
     """``(θ̂ (n_theta,), fixed (n_theta,) float mask of boundary entries, status ())``."""
     theta0 = estimation.default_start(data, structure)
     free = jnp.ones(structure.n_theta, dtype=bool)
-    opt = estimation.fit_theta(
+    opt, theta, _, zeroed = fit_and_snap(
         theta0, free, data, gtol, structure=structure, reml=reml, method=method,
         maxiter=maxiter,
     )  # fmt: skip
-    theta, _, zeroed = batch.snap_theta(opt.x, opt.value, free, data, structure, reml)
     return theta, _fixed_mask(zeroed, structure).astype(theta.dtype), opt.status
 
 

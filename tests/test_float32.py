@@ -44,7 +44,7 @@ def test_float32_resolution_check_separates_optimum_from_other_points(sleep_mode
     float32 resolves) passes at the float64 optimum and fails at the start values and at a
     point 1% off the optimum, so it cannot pass a fit that stopped early."""
     from mixedjax.fit.estimation import default_start
-    from mixedjax.model.precision import FLOAT32_RESOLUTION, _newton_decrease
+    from mixedjax.fit.precision import FLOAT32_RESOLUTION, _newton_decrease
 
     r64 = sleep_model.fit()
     data, structure = sleep_model.data, sleep_model.structure

@@ -17,7 +17,7 @@ from conftest import load_reference
 from statsmodels.regression.mixed_linear_model import MixedLMParams as SMParams
 
 import mixedjax
-from mixedjax.model.penalties import PSD
+from mixedjax.fit.penalties import PSD
 
 
 def _dyestuff(case):

@@ -28,12 +28,11 @@ import numpy as np
 from mixedjax.core.covariance import CovStructure
 from mixedjax.core.progress import report_done
 from mixedjax.design.groups import GroupedData
-from mixedjax.design.sizeclass import theta_layout
 from mixedjax.engines.onefactor import profiled_deviance
 from mixedjax.fit import estimation
 from mixedjax.fit.optimize import OptResult, _scaled_grad
-from mixedjax.fit.program import snap_to_boundary
 from mixedjax.fit.stream import minimize_stream
+from mixedjax.fit.unpadded import fit_and_snap, snap_theta
 
 
 class FitOutput(NamedTuple):
@@ -60,29 +59,6 @@ class FitOutput(NamedTuple):
     cov_beta: jnp.ndarray
 
 
-def snap_theta(
-    theta: jnp.ndarray,
-    value: jnp.ndarray,
-    free_mask: jnp.ndarray,
-    data: GroupedData,
-    structure: CovStructure,
-    reml: bool,
-) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """Vmappable equivalent of :func:`mixedjax.fit.estimation.snap_to_boundary`: the fit
-    program's rule (:func:`mixedjax.fit.program.snap_to_boundary`) on the model's own
-    ``θ`` layout. Each trial deviance is always evaluated (a handful of evaluations) and
-    kept or discarded by a mask.
-
-    Returns:
-        ``(theta, deviance, zeroed)`` with ``zeroed`` a ``(n_theta,)`` bool mask.
-    """
-    free = jnp.asarray(free_mask, dtype=bool)
-    return snap_to_boundary(
-        theta, value, free, lambda t: profiled_deviance(t, data, structure, reml),
-        *theta_layout(structure),
-    )  # fmt: skip
-
-
 def fit_one(
     theta0: jnp.ndarray,
     free_mask: jnp.ndarray,
@@ -95,11 +71,10 @@ def fit_one(
     maxiter: int = 500,
 ) -> FitOutput:
     """The whole fit of one data set as a pure function (call it under ``jit``/``vmap``)."""
-    opt = estimation.fit_theta(
+    opt, theta, value, zeroed = fit_and_snap(
         theta0, free_mask, data, gtol, structure=structure, reml=reml, method=method,
         maxiter=maxiter,
     )  # fmt: skip
-    theta, value, zeroed = snap_theta(opt.x, opt.value, free_mask, data, structure, reml)
     f = estimation.fixed_estimates(theta, data, structure, reml)
     return FitOutput(opt, theta0, theta, f.objective, zeroed, f.beta, f.scale, f.cov_beta)
 

@@ -15,7 +15,6 @@ For several hosts see ``docs/multi_device.md`` (``jax.distributed.initialize`` a
 :func:`global_data_from_local`).
 """
 
-import copy
 from collections.abc import Sequence
 
 import jax
@@ -75,19 +74,6 @@ def shard_groups(data: GroupedData, mesh: Mesh) -> GroupedData:
     n_groups = data.ZtZ.shape[0]
     data = pad_groups(data, -(-n_groups // n_dev) * n_dev)
     return jax.device_put(data, data_shardings(mesh))
-
-
-def fit_on_devices(model, devices, **fit_kwargs):
-    """``model.fit(**fit_kwargs)`` with the groups sharded over ``devices`` (see module).
-
-    The returned results refer to a shallow copy of ``model`` whose ``data`` is the
-    sharded pytree, so later evaluations (standard errors, ``loglike``) also run sharded.
-    """
-    mesh = group_mesh(devices)
-    member = copy.copy(model)
-    member.data = shard_groups(model.data, mesh)
-    member.mesh = mesh
-    return member.fit(**fit_kwargs)
 
 
 def global_data_from_local(local: GroupedData, mesh: Mesh, n_groups_per_process: int):

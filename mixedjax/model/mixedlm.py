@@ -21,7 +21,6 @@ import pandas as pd
 from mixedjax.core.covariance import (
     CovStructure,
     MixedLMParams,
-    cov_to_theta,
     lower_indices_colwise,
     packed_to_cov,
     unpack,
@@ -31,15 +30,11 @@ from mixedjax.design.sizeclass import bucket_size  # noqa: F401  (re-exported)
 from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
 from mixedjax.engines.protocol import engine_for
-from mixedjax.fit import conditioning, estimation, safeguards
-from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
-from mixedjax.fit.options import _IGNORED_FIT_KWARGS, ConvergenceWarning, _choose_method
-from mixedjax.fit.program import run_fit
+from mixedjax.fit import conditioning, estimation
 from mixedjax.spec.offsets import OffsetSpec
 from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import (
     as_float_matrix,
-    check_fit_arguments,
     check_full_rank,
     handle_missing,
 )
@@ -348,24 +343,6 @@ class MixedLM(PriorWeights):
             free_theta[order] = np.asarray(mask) != 0
         return theta0, free_theta
 
-    def _fit_by_crossed_engine(
-        self, start_params, reml, free, method, maxiter, gtol, cov_pen, devices, dtype
-    ):
-        """``fit`` of a crossed-engine model (:func:`mixedjax.model.crossed.fit_crossed`)."""
-        from mixedjax.model.crossed import fit_crossed
-
-        if devices is not None or dtype is not None:
-            raise ValueError(
-                "devices= and dtype= are options of the one-factor engine: this model (several "
-                "grouping factors) is fitted by the crossed engine, in float64 on one device"
-            )
-        if cov_pen is not None:  # no penalty on crossed terms: warns that it has no effect
-            from mixedjax.model.penalties import as_cov_penalty
-
-            as_cov_penalty(cov_pen, 0)
-        theta0, free_theta = self._crossed_start(start_params, free)
-        return fit_crossed(self, theta0, free_theta, bool(reml), method, int(maxiter), gtol)
-
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_formula(
@@ -604,7 +581,7 @@ class MixedLM(PriorWeights):
                 scaled gradient, then the Newton polishing steps) and its summary.
             cov_pen: a penalty on the profile-scale ``cov_re`` (statsmodels' ``cov_pen``:
                 :class:`mixedjax.penalties.PSD` or statsmodels' ``PSD``), added to the
-                objective inside the jitted fit; see :mod:`mixedjax.penalties`.
+                objective inside the jitted fit; see :mod:`mixedjax.fit.penalties`.
             fe_pen: not supported (use :meth:`fit_regularized`).
 
         ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
@@ -612,7 +589,8 @@ class MixedLM(PriorWeights):
 
         ``devices`` (a ``jax.sharding.Mesh``, devices, or a count) shards the groups across
         devices (:mod:`mixedjax.fit.sharding`); ``dtype="float32"`` fits in single precision
-        (:mod:`mixedjax.model.precision`).
+        (:mod:`mixedjax.fit.precision`). Every option runs through one driver,
+        :func:`mixedjax.model.fitting.fit_model`.
 
         Example:
             >>> import mixedjax
@@ -622,87 +600,15 @@ class MixedLM(PriorWeights):
             >>> round(m.fit().llf, 3), round(m.fit(reml=False).llf, 3)  # lme4: REML, ML logLik
             (-871.814, -875.97)
         """
-        unknown = set(fit_kwargs) - _IGNORED_FIT_KWARGS
-        if unknown:
-            raise TypeError(f"fit got unexpected keyword argument(s) {sorted(unknown)}")
-        if fe_pen is not None:
-            raise ValueError(
-                "fe_pen (a fixed-effects penalty inside fit) is not supported: use "
-                "fit_regularized(method='l1', alpha=...) for penalised fixed effects"
-            )
-        method = _choose_method(method)
-        if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
-            raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
-        if not (np.isfinite(gtol) and gtol > 0):
-            raise ValueError(f"gtol must be a positive number, got {gtol!r}")
-        if self.engine == "crossed":
-            return self._fit_by_crossed_engine(
-                start_params, reml, free, method, maxiter, gtol, cov_pen, devices, dtype
-            )
-        if devices is not None or dtype is not None:
-            from mixedjax.model.precision import fit_with_options
+        from mixedjax.fit.options import fit_options
+        from mixedjax.model.fitting import fit_model
 
-            return fit_with_options(
-                self, devices, dtype, start_params=start_params, reml=reml, free=free,
-                method=method, maxiter=maxiter, gtol=gtol, cov_pen=cov_pen, **fit_kwargs,
-            )  # fmt: skip
-        if cov_pen is not None:
-            from mixedjax.model.penalties import fit_penalized
-
-            return fit_penalized(
-                self, cov_pen, start_params, reml, free, method, maxiter, gtol, verbose
-            )
-        check_fit_arguments(self, reml, start_params, free)
-        from mixedjax.results.mixedlm import MixedLMResults, OptSummary
-
-        # Fit on centred and scaled data (see mixedjax.fit.conditioning); report on the original.
-        std = self._standardized(center_re=free is None)
-        free_theta = self._free_mask(free)
-        if start_params is not None:
-            sp = self._as_params(start_params)
-            theta0 = cov_to_theta(sp.cov_re, sp.vcomp, self.structure)
-        else:
-            theta0 = self._start_theta(std)
-            if free is not None:  # held parameters start at statsmodels' default (identity)
-                identity = cov_to_theta(np.eye(self.k_re), np.ones(self.k_vc), self.structure)
-                theta0 = np.where(free_theta, theta0, identity)
-        if verbose:
-            offset = conditioning.objective_to_original(std, 0.0, self.nobs, bool(reml))
-            print(
-                "trace: -2 log L of the internally centred and scaled data "
-                f"(add {offset:.10g} for the original data)",
-                flush=True,
-            )
-        run = run_fit(
-            std.data, self.structure, conditioning.theta_to_standard(std, theta0, self.structure),
-            free_theta, bool(reml), gtol, method, int(maxiter), bool(verbose),
-            cache=self.__dict__.setdefault("_program_cache", {}),
+        options = fit_options(
+            reml=reml, method=method, maxiter=maxiter, gtol=gtol, verbose=verbose, dtype=dtype,
+            devices=devices, cov_pen=cov_pen, fe_pen=fe_pen,
+            k_re=0 if self.engine == "crossed" else self.k_re, ignored=fit_kwargs,
         )  # fmt: skip
-        theta = conditioning.theta_to_original(std, run.theta_std, self.structure)
-        value = conditioning.objective_to_original(std, run.value_std, self.nobs, bool(reml))
-        status = int(run.result.status)
-        converged = status == STATUS_CONVERGED and not run.saddle
-        summary = OptSummary.from_opt(
-            run.result, method=method, theta_start=theta0, theta=theta, objective=value,
-            gtol=gtol, maxiter=maxiter, free_mask=free_theta, boundary=run.zeroed,
-            converged=converged,
-            message="stopped at a saddle point" if run.saddle else STATUS_MESSAGES[status],
-        )  # fmt: skip
-        if verbose:
-            jax.effects_barrier()  # the trace lines are printed before the summary
-            print(summary, flush=True)
-        if not converged:
-            warnings.warn(
-                safeguards.convergence_diagnosis(status, summary, run.saddle),
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        est = conditioning.estimates_to_original(std, run.estimates_std, self.structure, bool(reml))
-        safeguards.check_finite(theta, est)
-        cov_user = None
-        if run.information_std is not None:
-            cov_user = conditioning.variance_parameter_cov_from(std, self, run.information_std)
-        return MixedLMResults(self, theta, est, summary, bool(reml), cov_user=cov_user)
+        return fit_model(self, start_params, free, options)
 
     def _standardized(self, center_re: bool) -> "conditioning.Standardized":
         """Centred and scaled copy of the data (computed once per ``center_re``)."""

@@ -40,8 +40,11 @@ import numpy as np
 from mixedjax.core import smallmat
 from mixedjax.core.covariance import CovStructure, theta_to_cov
 from mixedjax.core.watchdog import wait_ready
+from mixedjax.design.groups import GroupedData
 from mixedjax.engines.onefactor import profiled_deviance
 from mixedjax.fit.optimize import minimize
+from mixedjax.fit.program import FitRun
+from mixedjax.fit.unpadded import estimates_unpadded
 
 
 @dataclass(frozen=True)
@@ -180,12 +183,25 @@ def fit_theta_penalized(
     )
 
 
-def fit_penalized(model, cov_pen, start_params, reml, free, method, maxiter, gtol, verbose):
-    """:meth:`mixedjax.MixedLM.fit` with ``cov_pen`` (see the module docstring).
+def run_penalized(
+    data: GroupedData,
+    structure: CovStructure,
+    theta0: np.ndarray,
+    free: np.ndarray,
+    reml: bool,
+    gtol: float,
+    method: str,
+    maxiter: int,
+    penalty: CovariancePenalty,
+    B: np.ndarray,
+    verbose: bool = False,
+) -> FitRun:
+    """Minimise :func:`penalised_deviance` from ``θ₀`` on the standardized ``data`` (in its
+    own dtype and placement), then the estimates there.
 
     As the unpenalised fit, except that no boundary snapping or saddle escape is done (a
     penalty such as :class:`PSD` is infinite on the boundary; a smooth one moves the optimum
-    off the unpenalised stationary points).
+    off the unpenalised stationary points). ``FitRun.value_std`` is the penalised objective.
 
     Example:
         >>> import mixedjax
@@ -194,77 +210,22 @@ def fit_penalized(model, cov_pen, start_params, reml, free, method, maxiter, gto
         >>> m.fit().is_singular, m.fit(cov_pen=PSD(1.0)).is_singular   # off the boundary
         (True, False)
     """
-    from mixedjax.core.covariance import cov_to_theta
-    from mixedjax.fit import conditioning, estimation, safeguards
-    from mixedjax.fit.options import ConvergenceWarning, _choose_method
-    from mixedjax.results.mixedlm import MixedLMResults, OptSummary
-    from mixedjax.spec.validation import check_fit_arguments
-
-    method = _choose_method(method)
-    check_fit_arguments(model, reml, start_params, free)
-    if not (isinstance(maxiter, int | np.integer) and maxiter > 0):
-        raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
-    if not (np.isfinite(gtol) and gtol > 0):
-        raise ValueError(f"gtol must be a positive number, got {gtol!r}")
-    penalty = as_cov_penalty(cov_pen, model.k_re, stacklevel=4)
-    if penalty is None:
-        return model.fit(start_params, reml, free=free, method=method, maxiter=maxiter, gtol=gtol)
-    structure = model.structure
-    std = model._standardized(center_re=free is None)
-    free_theta = model._free_mask(free)
-    if start_params is not None:
-        sp = model._as_params(start_params)
-        theta0 = cov_to_theta(sp.cov_re, sp.vcomp, structure)
-    else:
-        theta0 = conditioning.theta_to_original(
-            std, estimation.default_start(std.data, structure), structure
-        )
-        if free is not None:
-            identity = cov_to_theta(np.eye(model.k_re), np.ones(model.k_vc), structure)
-            theta0 = np.where(free_theta, theta0, identity)
-    B = jnp.asarray(std.z_map.matrix)
-    theta0_std = jnp.asarray(conditioning.theta_to_standard(std, theta0, structure))
-    start_value = penalised_deviance(theta0_std, std.data, B, structure, bool(reml), penalty)
+    dtype = data.ZtZ.dtype
+    B = jnp.asarray(B, dtype)
+    theta0 = jnp.asarray(theta0, dtype)
+    start_value = penalised_deviance(theta0, data, B, structure, reml, penalty)
     if not np.isfinite(float(start_value)):
         raise ValueError(
             "cov_pen is infinite at the start (cov_re is singular there): give start_params "
             "with a positive definite cov_re"
         )
     result = fit_theta_penalized(
-        theta0_std,
-        jnp.asarray(free_theta),
-        std.data,
-        B,
-        gtol,
-        structure=structure,
-        reml=bool(reml),
-        penalty=penalty,
-        method=method,
-        maxiter=int(maxiter),
-        verbose=bool(verbose),
-    )
-    theta_std = np.asarray(wait_ready(result, what="penalised optimiser").x)
-    theta = conditioning.theta_to_original(std, theta_std, structure)
-    value = conditioning.objective_to_original(std, float(result.value), model.nobs, bool(reml))
-    cov, _ = theta_to_cov(jnp.asarray(theta), structure)
-    status = int(result.status)
-    summary = OptSummary.from_opt(
-        result, method=method, theta_start=theta0, theta=theta, objective=value, gtol=gtol,
-        maxiter=maxiter, free_mask=free_theta, cov_pen=penalty,
-        penalty=float(penalty.value(cov)),
+        theta0, jnp.asarray(free), data, B, gtol, structure=structure, reml=reml,
+        penalty=penalty, method=method, maxiter=maxiter, verbose=verbose,
     )  # fmt: skip
-    if verbose:
-        jax.effects_barrier()
-        print(summary, flush=True)
-    if not summary.converged:
-        warnings.warn(
-            safeguards.convergence_diagnosis(status, summary, False),
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    est_std = estimation.estimates_at(
-        jnp.asarray(theta_std), std.data, structure=structure, reml=bool(reml)
+    result = jax.device_get(wait_ready(result, what="penalised optimiser"))
+    theta_std = np.asarray(result.x)
+    estimates = estimates_unpadded(jnp.asarray(theta_std), data, structure=structure, reml=reml)
+    return FitRun(
+        result, False, theta_std, float(result.value), (), jax.device_get(estimates), None
     )
-    est = conditioning.estimates_to_original(std, est_std, structure, bool(reml))
-    safeguards.check_finite(theta, est)
-    return MixedLMResults(model, theta, est, summary, bool(reml))
