@@ -146,20 +146,70 @@ def _segment_products(codes, n_seg, left, right) -> np.ndarray:
     return out
 
 
-def _pairs(term: RandomTerm, first: RandomTerm):
-    """Co-occurring (level of ``term``, level of ``first``) pairs, sorted by the latter."""
-    n1 = first.n_levels
-    keys = term.codes.astype(np.int64) * n1 + first.codes
-    nonzero = np.any(term.design != 0, axis=1) & np.any(first.design != 0, axis=1)
-    uniq, inverse = np.unique(keys[nonzero], return_inverse=True)
-    level, level1 = uniq // n1, uniq % n1
-    order = np.lexsort((level, level1))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    blocks = _segment_products(
-        rank[inverse], uniq.size, term.design[nonzero], first.design[nonzero]
+class CrossedSums(NamedTuple):
+    """Sums over the rows that :class:`CrossedData` is built from: additive over any split
+    of the rows (so a model can be read in chunks, :mod:`mixedjax.model.chunked`).
+
+    Terms ``t = 0..K-1`` in the model's order; ``W = [X y]`` (``p + 1`` columns).
+
+    Attributes:
+        term_zz: per term, ``(n_t, q_t, q_t)`` ``Z_t'Z_t`` per level (it is block diagonal).
+        term_zw: per term, ``(n_t, q_t, p+1)`` ``Z_t'W`` per level.
+        pair_keys: per ``(t, u)`` with ``t > u`` (row-major: (1,0), (2,0), (2,1), ...),
+            ``(m,)`` sorted keys ``level_t * n_u + level_u`` of the levels that co-occur in a
+            row where both terms' columns are not all zero.
+        pair_blocks: per ``(t, u)``, ``(m, q_t, q_u)`` ``Z_t'Z_u`` of each such pair.
+        wtw: ``(p+1, p+1)`` ``W'W``.
+        n_obs: number of rows.
+    """
+
+    term_zz: tuple
+    term_zw: tuple
+    pair_keys: tuple
+    pair_blocks: tuple
+    wtw: np.ndarray
+    n_obs: float
+
+
+def term_pairs(n_terms: int) -> list[tuple[int, int]]:
+    """The ``(t, u)``, ``t > u``, of :attr:`CrossedSums.pair_keys`, in their order."""
+    return [(t, u) for t in range(n_terms) for u in range(t)]
+
+
+def pair_sums(codes_t, design_t, codes_u, design_u, n_u: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(sorted keys (m,), blocks (m, q_t, q_u))`` of the co-occurring level pairs of two
+    terms on the same rows (rows where either term's columns are all zero are skipped)."""
+    nonzero = np.any(design_t != 0, axis=1) & np.any(design_u != 0, axis=1)
+    keys = codes_t[nonzero].astype(np.int64) * n_u + codes_u[nonzero]
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    blocks = _segment_products(inverse.ravel(), uniq.size, design_t[nonzero], design_u[nonzero])
+    return uniq, blocks
+
+
+def term_sums(terms: list[RandomTerm], exog: np.ndarray, endog: np.ndarray) -> CrossedSums:
+    """:class:`CrossedSums` of ``terms`` (model order) on the rows of ``exog``, ``endog``."""
+    W = np.column_stack([exog, endog])
+    pairs = [
+        pair_sums(terms[t].codes, terms[t].design, terms[u].codes, terms[u].design,
+                  terms[u].n_levels)
+        for t, u in term_pairs(len(terms))
+    ]  # fmt: skip
+    return CrossedSums(
+        term_zz=tuple(_segment_products(t.codes, t.n_levels, t.design, t.design) for t in terms),
+        term_zw=tuple(_segment_products(t.codes, t.n_levels, t.design, W) for t in terms),
+        pair_keys=tuple(k for k, _ in pairs),
+        pair_blocks=tuple(b for _, b in pairs),
+        wtw=W.T @ W,
+        n_obs=float(W.shape[0]),
     )
-    return level[order], level1[order], blocks
+
+
+def _pairs_with_first(keys: np.ndarray, blocks: np.ndarray, n1: int):
+    """The (level of a term, level of the first term) pairs sorted by the latter, then the
+    former, with their ``(q_k, q_1)`` blocks."""
+    level, level1 = keys // n1, keys % n1
+    order = np.lexsort((level, level1))
+    return level[order], level1[order], blocks[order]
 
 
 def count_pair_products(level1_k: np.ndarray, level1_l: np.ndarray, n1: int) -> int:
@@ -186,12 +236,13 @@ def _pair_products(level_k, level1_k, level_l, level1_l, n1, n_l, same: bool):
     return a[order].astype(np.int32), b[order].astype(np.int32), target[order]
 
 
-def _small_dense(term: RandomTerm, first: RandomTerm) -> np.ndarray:
-    """``Z_1'Z_k`` per level of factor 1 as a dense ``(n_1, q_1, n_k, q_k)`` array."""
-    keys = first.codes.astype(np.int64) * term.n_levels + term.codes
-    blocks = _segment_products(keys, first.n_levels * term.n_levels, first.design, term.design)
-    blocks = blocks.reshape(first.n_levels, term.n_levels, first.q, term.q)
-    return blocks.transpose(0, 2, 1, 3)
+def _small_dense(pairs_k, n1: int, q1: int, n_k: int, q_k: int) -> np.ndarray:
+    """``Z_1'Z_k`` per level of factor 1 as a dense ``(n_1, q_1, n_k, q_k)`` array, from the
+    pairs ``(level_k, level_1, blocks (q_k, q_1))`` of term ``k`` with the first term."""
+    level, level1, blocks = pairs_k
+    out = np.zeros((n1, q1, n_k, q_k))
+    out[level1, :, level, :] = blocks.transpose(0, 2, 1)
+    return out
 
 
 def _kernel(pairs, products, key) -> jnp.ndarray:
@@ -257,50 +308,63 @@ def crossed_crossprods(
     terms: list[RandomTerm], exog: np.ndarray, endog: np.ndarray
 ) -> tuple[CrossedStructure, CrossedData]:
     """Compute :class:`CrossedData` (terms already sorted by decreasing levels)."""
-    first, rest = terms[0], terms[1:]
-    n1 = first.n_levels
-    W = np.column_stack([exog, endog])
+    q = tuple(t.q for t in terms)
+    n_levels = tuple(t.n_levels for t in terms)
+    return crossed_from_sums(term_sums(terms, exog, endog), q, n_levels)
+
+
+def crossed_from_sums(
+    sums: CrossedSums, q: tuple[int, ...], n_levels: tuple[int, ...]
+) -> tuple[CrossedStructure, CrossedData]:
+    """:class:`CrossedData` from the row sums of terms sorted by decreasing levels (term
+    ``t`` has ``q[t]`` columns and ``n_levels[t]`` levels)."""
+    n1 = n_levels[0]
+    n_w = sums.wtw.shape[0]
     structure = CrossedStructure(
-        tuple(t.q for t in terms),
-        tuple(t.n_levels for t in terms),
-        exog.shape[1],
-        tuple(t.n_levels * t.q <= SMALL_TERM for t in rest),
+        q,
+        n_levels,
+        n_w - 1,
+        tuple(n * k <= SMALL_TERM for n, k in zip(n_levels[1:], q[1:], strict=True)),
     )
-    pairs = [_pairs(t, first) for t in rest]
+    index = {pair: i for i, pair in enumerate(term_pairs(len(q)))}
+    rest = range(1, len(q))
+    pairs = [
+        _pairs_with_first(sums.pair_keys[index[(t, 0)]], sums.pair_blocks[index[(t, 0)]], n1)
+        for t in rest
+    ]
     n_products = {}
-    for k in range(len(rest)):
+    for k in range(len(pairs)):
         for l in range(k + 1):
             n_products[(k, l)] = count_pair_products(pairs[k][1], pairs[l][1], n1)
     check_memory(structure, [p[0].size for p in pairs], n_products)
 
     products = {}
-    for k in range(len(rest)):
+    for k in range(len(pairs)):
         for l in range(k + 1):
             products[(k, l)] = _pair_products(
-                pairs[k][0], pairs[k][1], pairs[l][0], pairs[l][1], n1, rest[l].n_levels, k == l
+                pairs[k][0], pairs[k][1], pairs[l][0], pairs[l][1], n1, n_levels[l + 1], k == l
             )
     M = structure.n_dense
-    m = M + W.shape[1]
-    dense = np.zeros((m, m))
+    dense = np.zeros((M + n_w, M + n_w))
     offsets = structure.offsets
-    for k, tk in enumerate(rest):
-        sk = slice(offsets[k], offsets[k] + tk.n_levels * tk.q)
-        for l, tl in enumerate(rest[: k + 1]):
-            sl = slice(offsets[l], offsets[l] + tl.n_levels * tl.q)
-            keys = tk.codes.astype(np.int64) * tl.n_levels + tl.codes
-            blocks = _segment_products(keys, tk.n_levels * tl.n_levels, tk.design, tl.design)
-            block = blocks.reshape(tk.n_levels, tl.n_levels, tk.q, tl.q).transpose(0, 2, 1, 3)
-            block = block.reshape(tk.n_levels * tk.q, tl.n_levels * tl.q)
-            dense[sk, sl] = block
-            dense[sl, sk] = block.T
-        kw = _segment_products(tk.codes, tk.n_levels, tk.design, W)
-        dense[sk, M:] = kw.reshape(tk.n_levels * tk.q, W.shape[1])
+    for k, t in enumerate(rest):
+        sk = slice(offsets[k], offsets[k] + n_levels[t] * q[t])
+        own = offsets[k] + np.arange(n_levels[t])[:, None] * q[t] + np.arange(q[t])  # (n_t, q_t)
+        dense[own[:, :, None], own[:, None, :]] = sums.term_zz[t]  # block diagonal
+        for l, u in enumerate(rest[:k]):
+            keys, blocks = sums.pair_keys[index[(t, u)]], sums.pair_blocks[index[(t, u)]]
+            level_t, level_u = keys // n_levels[u], keys % n_levels[u]
+            rows = offsets[k] + level_t[:, None] * q[t] + np.arange(q[t])  # (m, q_t)
+            cols = offsets[l] + level_u[:, None] * q[u] + np.arange(q[u])  # (m, q_u)
+            dense[rows[:, :, None], cols[:, None, :]] = blocks
+            dense[cols[:, :, None], rows[:, None, :]] = blocks.transpose(0, 2, 1)
+        dense[sk, M:] = sums.term_zw[t].reshape(-1, n_w)
         dense[M:, sk] = dense[sk, M:].T
-    dense[M:, M:] = W.T @ W
+    dense[M:, M:] = sums.wtw
     data = on_device(
         CrossedData(
-            diag1=np.asarray(_segment_products(first.codes, n1, first.design, first.design)),
-            w1=np.asarray(_segment_products(first.codes, n1, first.design, W)),
+            diag1=np.asarray(sums.term_zz[0]),
+            w1=np.asarray(sums.term_zw[0]),
             pair_level=tuple(np.asarray(p[0].astype(np.int32)) for p in pairs),
             pair_level1=tuple(np.asarray(p[1].astype(np.int32)) for p in pairs),
             pair_block=tuple(np.asarray(p[2]) for p in pairs),
@@ -322,11 +386,13 @@ def crossed_crossprods(
                 for key in sorted(products)
             ),
             small_dense=tuple(
-                np.asarray(_small_dense(t, first)) if structure.is_small(k) else np.zeros(0)
+                np.asarray(_small_dense(pairs[k], n1, q[0], n_levels[t], q[t]))
+                if structure.is_small(k)
+                else np.zeros(0)
                 for k, t in enumerate(rest)
             ),
             dense=np.asarray(dense),
-            n_obs=np.asarray(float(endog.shape[0])),
+            n_obs=np.asarray(float(sums.n_obs)),
         )
     )
     return structure, data

@@ -50,6 +50,9 @@ class ChunkedMixedLM(MixedLM):
         )
 
     endog = property(lambda self: self._rows_not_kept("endog"))
+    _working_endog = property(lambda self: self._rows_not_kept("the response rows"))
+    _working_exog = property(lambda self: self._rows_not_kept("the design rows"))
+    _working_terms = property(lambda self: self._rows_not_kept("the random-effects rows"))
     exog = property(lambda self: self._rows_not_kept("exog"))
     exog_re = property(lambda self: self._rows_not_kept("exog_re"))
     exog_z = property(lambda self: self._rows_not_kept("exog_z"))
@@ -187,7 +190,7 @@ def _design(chunk: pd.DataFrame, formula: str, re_formula: str | None, specs):
 def from_chunks(
     chunks: Iterable[pd.DataFrame],
     formula: str,
-    groups: str,
+    groups: str | None = None,
     re_formula: str | None = None,
     missing: str = "none",
     progress: bool | None = None,
@@ -198,7 +201,9 @@ def from_chunks(
         chunks: DataFrames with the same columns (e.g. ``pd.read_csv(path, chunksize=k)``).
         formula: fixed-effects formula ``"y ~ x + C(f)"`` (formulaic; the encoding of
             categoricals is fixed by the first chunk).
-        groups: name of the grouping column.
+        groups: name of the grouping column (statsmodels' spelling); ``None`` for an lme4
+            formula with bar terms, ``"y ~ x + (x | g) + (1 | h)"``, any number of terms
+            on any grouping factors (:mod:`mixedjax.model.chunked_terms`).
         re_formula: random-effects formula (default: random intercept), as in
             :meth:`mixedjax.MixedLM.from_formula`.
         missing: ``"none"``/``"raise"`` (error on NaN/inf in a used column) or ``"drop"``.
@@ -218,6 +223,21 @@ def from_chunks(
     """
     if missing not in ("none", "raise", "drop"):
         raise ValueError(f"missing must be 'none', 'raise' or 'drop', got {missing!r}")
+    if groups is None:
+        from mixedjax.model.chunked_terms import read_lme4_chunks
+        from mixedjax.spec.lme4_formula import has_bar_terms
+
+        if not has_bar_terms(formula):
+            raise ValueError(
+                "from_chunks needs groups=... (statsmodels style) or lme4 random-effects "
+                "terms in the formula, e.g. 'y ~ x + (1 | g)'"
+            )
+        if re_formula is not None:
+            raise ValueError("re_formula goes with groups=...; an lme4 formula has its terms")
+        bar = progress_bar(desc="reading", unit="rows", enabled=progress)
+        model = ChunkedMixedLM.__new__(ChunkedMixedLM)
+        model.__dict__.update(read_lme4_chunks(chunks, formula, missing, bar))
+        return model
     if not isinstance(groups, str):
         raise TypeError("groups must be the name of the grouping column")
     specs = None

@@ -84,40 +84,62 @@ def init_terms(
     )
 
 
+def term_crossprods(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per term (model order), ``(Z_t'Z_t (n_t, q_t, q_t), Z_t'W (n_t, q_t, p+1))`` per level
+    (working rows, ``W = [X y]``), read back from the cross-products: the first term's are
+    ``diag1``/``w1``, the others' are diagonal blocks and border rows of ``dense``."""
+    data, st = jax.device_get(model.data), model.structure
+    dense, M = np.asarray(data.dense), st.n_dense
+    out = [(np.asarray(data.diag1), np.asarray(data.w1))]
+    for k, (q, n) in enumerate(zip(st.q[1:], st.n_levels[1:], strict=True)):
+        own = st.offsets[k] + np.arange(n)[:, None] * q + np.arange(q)  # (n_t, q_t)
+        out.append((dense[own[:, :, None], own[:, None, :]], dense[own, M:]))
+    return out
+
+
 def default_theta(model) -> np.ndarray:
     """Start: each term's factor diagonal, ``1/rms`` of its column (1 for an intercept);
-    intercept-only terms get a moment estimate instead (:func:`moment_start`)."""
+    intercept-only terms get a moment estimate instead (:func:`moment_start`). Both come
+    from the cross-products, not the rows."""
     parts = []
-    for t, moment in zip(model.terms, moment_start(model), strict=True):
-        rms = np.sqrt(np.mean(t.design**2, axis=0))
+    crossprods = term_crossprods(model)
+    for (zz, _), q, moment in zip(crossprods, model.structure.q, moment_start(model, crossprods),
+                                  strict=True):  # fmt: skip
+        rms = np.sqrt(np.einsum("ljj->j", zz) / model.nobs)
         rms = np.where(rms > 0, rms, 1.0)
         T = np.diag(1.0 / rms) if moment is None else np.array([[moment]])
-        upper_rows, upper_cols = np.triu_indices(t.q)
+        upper_rows, upper_cols = np.triu_indices(q)
         parts.append(T[upper_cols, upper_rows])
     return np.concatenate(parts)
 
 
-def moment_start(model) -> list:
+def moment_start(model, crossprods=None) -> list:
     """Relative SDs ``√(v_k/σ²)`` of intercept-only terms from one-way moments (``None``
-    for other terms): ``v_k`` = weighted variance of the level means of the OLS
-    residuals minus their sampling variance, ``σ²`` = what is left of the residual
-    variance. Clipped to ``[0.1, 10]`` (a start at 0 is a stationary point). One pass
-    over the rows; it cuts the quasi-Newton iterations of large crossed fits."""
-    X, y = model._working_exog, model._working_endog
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    resid = y - X @ beta
-    total = float(resid @ resid) / max(model.nobs - model.k_fe, 1)
+    for other terms, and for all under non-unit prior weights): ``v_k`` = weighted variance
+    of the level means of the OLS residuals minus their sampling variance, ``σ²`` = what is
+    left of the residual variance. Clipped to ``[0.1, 10]`` (a start at 0 is a stationary
+    point). It cuts the quasi-Newton iterations of large crossed fits.
+
+    Everything is a function of the cross-products: with ``β`` the OLS fit, the residual
+    sum of squares is ``y'y - β'X'y`` and a level's residual sum ``Z_t'y - Z_t'X β``.
+    """
+    crossprods = term_crossprods(model) if crossprods is None else crossprods
+    dense, M, p = np.asarray(jax.device_get(model.data.dense)), model.structure.n_dense, model.k_fe
+    XtX, Xty, yty = dense[M : M + p, M : M + p], dense[M : M + p, -1], dense[-1, -1]
+    beta, *_ = np.linalg.lstsq(XtX, Xty, rcond=None)
+    rss = max(float(yty - beta @ Xty), 0.0)
+    total = rss / max(model.nobs - p, 1)
+    unit_rows = not model.rows.weighted or bool(np.all(model.rows.weights == 1))
     out, variances = [], []
-    for t in model.terms:
-        if t.names != ("(Intercept)",) or not np.all(t.design == 1):
+    for t, (zz, zw) in zip(model.terms, crossprods, strict=True):
+        if t.names != ("(Intercept)",) or not unit_rows:
             out.append(None)
             continue
-        counts = np.bincount(t.codes, minlength=t.n_levels).astype(float)
-        sums = np.bincount(t.codes, weights=resid, minlength=t.n_levels)
-        within = np.bincount(t.codes, weights=resid**2, minlength=t.n_levels)
+        counts = zz[:, 0, 0]
+        sums = zw[:, 0, -1] - zw[:, 0, :p] @ beta
         used = counts > 0
         means = sums[used] / counts[used]
-        within_var = (within.sum() - (sums[used] * means).sum()) / max(model.nobs - used.sum(), 1)
+        within_var = (rss - (sums[used] * means).sum()) / max(model.nobs - used.sum(), 1)
         between = np.average(means**2, weights=counts[used]) - within_var * np.mean(
             1.0 / counts[used]
         )
