@@ -29,6 +29,9 @@ _EXPORTS = {
     "fit_models": ("mixedjax.batch.results", "fit_models"),
     "from_chunks": ("mixedjax.model.chunked", "from_chunks"),
     "functional": ("mixedjax.functional", None),
+    "families": ("mixedjax.families", None),
+    "glmer": ("mixedjax.model.glmm", "glmer"),
+    "MixedGLM": ("mixedjax.model.glmm", "MixedGLM"),
 }
 
 __all__ = list(_EXPORTS)

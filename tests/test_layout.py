@@ -15,6 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mixedjax"
 
 LAYERS = [
     "core",
+    "families",
     "_jaxconfig",
     "spec",
     "design",

@@ -128,8 +128,11 @@ class Link:
         n = self.name
         if n == "logit":
             return -jax.nn.softplus(-eta), -jax.nn.softplus(eta)
-        if n == "probit":
-            return log_ndtr(eta), log_ndtr(-eta)
+        if n == "probit":  # log Φ(η) near 0 from its complement: log1p(-Φ(-η))
+            pos, neg = jnp.where(eta > 0, eta, 1.0), jnp.where(eta < 0, eta, -1.0)
+            log_mu = jnp.where(eta > 0, jnp.log1p(-ndtr(-pos)), log_ndtr(eta))
+            log_1m = jnp.where(eta < 0, jnp.log1p(-ndtr(neg)), log_ndtr(-eta))
+            return log_mu, log_1m
         if n == "cloglog":
             e = jnp.exp(eta)
             return jnp.log(-jnp.expm1(-e)), -e

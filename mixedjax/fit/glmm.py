@@ -2,15 +2,20 @@
 
 lme4's ``glmer`` (``nAGQ >= 1``) minimises the Laplace (or quadrature) deviance
 ``D(θ, β)`` of :mod:`mixedjax.engines.laplace` over ``x = (θ, β)`` with a derivative-free
-optimiser. Here the gradient is exact (autodiff through the conditional modes), so the run
-is :func:`mixedjax.fit.optimize.minimize` (BFGS with a strong-Wolfe line search, polished
-by exact Newton steps) inside one ``jit``:
+optimiser. Here the gradient and Hessian are exact (autodiff through the conditional
+modes) and ``x`` is short, so the run is Newton's method inside one ``jit``:
 
 1. ``β₀`` from the GLM without random effects (Fisher scoring, a fixed number of steps;
    R's ``glm.fit`` start ``μ₀``), ``θ₀`` from the caller (lme4's: 1 on the diagonal);
-2. ``minimize(D, (θ₀, β₀))``; the exact Hessian of ``D`` at the end comes back with it
-   (the standard errors are ``2 H⁻¹``'s ``β`` block, as lme4's ``vcov``);
+2. Newton iterations on ``D`` (:func:`newton_minimize`); the exact Hessian at the end
+   gives the standard errors (``2 H⁻¹``'s ``β`` block, as lme4's ``vcov``);
 3. the conditional modes and covariances at the optimum.
+
+Compile time: the deviance's value, gradient and Hessian (through the conditional-mode
+iterations and their implicit derivatives) is a large graph, so the Newton loop is written
+to hold one copy of it: every iteration evaluates ``(D, ∇D, ∇²D)`` at one candidate point,
+and a rejected candidate halves the step for the next iteration (a backtracking line
+search spread over iterations).
 
 Everything is one compiled program per model shape (``n_groups, n_max, p, r``), family
 and number of quadrature nodes.
@@ -27,7 +32,7 @@ from mixedjax.core.covariance import CovStructure
 from mixedjax.core.families import Family
 from mixedjax.engines import laplace
 from mixedjax.engines.laplace_rows import GroupedRows
-from mixedjax.fit.optimize import OptResult, minimize
+from mixedjax.fit.optimize import OptResult
 
 #: Fisher-scoring steps of the GLM start (it converges in 5-10; a few more are cheap).
 GLM_STEPS = 25
@@ -38,8 +43,7 @@ class GLMMFitOutput(NamedTuple):
 
     Attributes:
         opt: the optimiser's :class:`~mixedjax.fit.optimize.OptResult` over ``x = (θ, β)``.
-        hessian: ``(n_theta + p, n_theta + p)`` exact Hessian of the deviance at ``opt.x``
-            (NaN if the optimiser's polish did not evaluate it; see :func:`deviance_hessian`).
+        hessian: ``(n_theta + p, n_theta + p)`` exact Hessian of the deviance at ``opt.x``.
         modes: ``(n_groups, r)`` conditional modes ``û`` (spherical scale).
         cond_cov: ``(n_groups, r, r)`` conditional covariances of ``γ_i = Λ u_i``.
         beta_start: ``(p,)`` the GLM start.
@@ -94,6 +98,106 @@ def deviance_hessian(x, rows, *, family, structure, n_agq):
     return jax.hessian(deviance)(x, rows, family, structure, n_agq)
 
 
+def newton_direction(grad, hess):
+    """``-H̃⁻¹ g`` with ``H̃`` the Hessian with eigenvalues ``|λ|`` floored at 1e-10 of the
+    largest, so the direction always descends; and whether ``H`` is positive definite."""
+    eigval, eigvec = smallmat.eigh(0.5 * (hess + hess.T))
+    floor = 1e-10 * jnp.maximum(1.0, jnp.max(jnp.abs(eigval)))
+    positive = jnp.min(eigval) > floor
+    eigval = jnp.maximum(jnp.abs(eigval), floor)
+    return -eigvec @ ((eigvec.T @ grad) / eigval), positive
+
+
+class _NewtonState(NamedTuple):
+    x: jnp.ndarray  # (n,) accepted point
+    value: jnp.ndarray  # () D(x)
+    grad: jnp.ndarray  # (n,)
+    hess: jnp.ndarray  # (n, n)
+    direction: jnp.ndarray  # (n,) Newton direction at x
+    step: jnp.ndarray  # () step length of the next candidate
+    n_iter: jnp.ndarray  # () evaluations so far
+    n_accept: jnp.ndarray  # () accepted steps
+    status: jnp.ndarray  # () -1 while running, else a STATUS_* code
+
+
+def newton_minimize(fun, x0, args, maxiter: int = 200, gtol: float = 1e-10):
+    """Minimise ``fun(x, args)`` by Newton's method with exact Hessians (pure; under ``jit``).
+
+    Candidate ``x + t d`` (``d``: :func:`newton_direction`) is accepted when it satisfies
+    Armijo's condition, or, within rounding of ``f`` (1e-11 relative), lowers the scaled
+    gradient ``max |∇f| / max(1, |f|)``; otherwise ``t`` halves. Stops when the scaled
+    gradient is at most ``gtol`` (converged), when ``t < 1e-12`` (stalled), on a non-finite
+    start, or after ``maxiter`` evaluations.
+
+    Returns ``(OptResult, hessian at x)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> res, H = newton_minimize(lambda x, a: jnp.sum(jnp.cosh(x - a)), jnp.zeros(2),
+        ...                          jnp.array([1.0, -2.0]))
+        >>> res.x.round(10).tolist(), int(res.status), H.round(6).tolist()
+        ([1.0, -2.0], 0, [[1.0, 0.0], [0.0, 1.0]])
+    """
+    from mixedjax.fit.optimize import (
+        STATUS_CONVERGED,
+        STATUS_MAXITER,
+        STATUS_NONFINITE,
+        STATUS_STALLED,
+        _value_grad_hessian,
+    )
+
+    evaluate = _value_grad_hessian(lambda x: fun(x, args))
+    n = x0.shape[0]
+
+    def scaled(value, grad):
+        return jnp.max(jnp.abs(grad), initial=0.0) / jnp.maximum(1.0, jnp.abs(value))
+
+    def body(s: _NewtonState) -> _NewtonState:
+        started = s.n_iter > 0
+        candidate = jnp.where(started, s.x + s.step * s.direction, s.x)
+        value, grad, hess = evaluate(candidate)
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & jnp.all(jnp.isfinite(hess))
+        slope = s.direction @ s.grad
+        armijo = value <= s.value + 1e-4 * s.step * slope
+        noise = 1e-11 * jnp.maximum(1.0, jnp.abs(s.value))
+        flat = (value <= s.value + noise) & (scaled(value, grad) < scaled(s.value, s.grad))
+        accept = finite & (~started | armijo | flat)
+        direction, _ = newton_direction(grad, hess)
+        x = jnp.where(accept, candidate, s.x)
+        new_value = jnp.where(accept, value, s.value)
+        new_grad = jnp.where(accept, grad, s.grad)
+        step = jnp.where(accept, 1.0, 0.5 * s.step)
+        status = jnp.where(accept & (scaled(new_value, new_grad) <= gtol), STATUS_CONVERGED, -1)
+        status = jnp.where(~started & ~finite, STATUS_NONFINITE, status)
+        status = jnp.where((status < 0) & (step < 1e-12), STATUS_STALLED, status)
+        return _NewtonState(
+            x,
+            new_value,
+            new_grad,
+            jnp.where(accept, hess, s.hess),
+            jnp.where(accept, direction, s.direction),
+            step,
+            s.n_iter + 1,
+            s.n_accept + (accept & started),
+            status,
+        )
+
+    def cond(s: _NewtonState):
+        return (s.status < 0) & (s.n_iter < maxiter)
+
+    zero = jnp.zeros((), x0.dtype)
+    state = _NewtonState(
+        x0, zero, jnp.zeros(n, x0.dtype), jnp.zeros((n, n), x0.dtype), jnp.zeros(n, x0.dtype),
+        jnp.ones((), x0.dtype), jnp.asarray(0), jnp.asarray(0), jnp.asarray(-1),
+    )  # fmt: skip
+    s = jax.lax.while_loop(cond, body, state)
+    status = jnp.where(s.status < 0, STATUS_MAXITER, s.status)
+    result = OptResult(
+        s.x, s.value, s.grad, s.n_accept, s.n_iter, s.n_accept, scaled(s.value, s.grad), status
+    )
+    return result, s.hess
+
+
 @partial(
     jax.jit,
     static_argnames=("family", "structure", "n_agq", "start_from_glm", "maxiter", "gtol"),
@@ -107,7 +211,7 @@ def fit_glmm(
     structure: CovStructure,
     n_agq: int = 1,
     start_from_glm: bool = True,
-    maxiter: int = 500,
+    maxiter: int = 200,
     gtol: float = 1e-10,
 ) -> GLMMFitOutput:
     """Minimise the deviance over ``(θ, β)`` (see the module docstring).
@@ -116,11 +220,8 @@ def fit_glmm(
     """
     beta_start = glm_start(rows, family) if start_from_glm else beta0
     x0 = jnp.concatenate([theta0, beta_start])
-    free = jnp.ones(x0.shape, dtype=bool)
     objective = partial(deviance, family=family, structure=structure, n_agq=n_agq)
-    opt, hessian = minimize(
-        objective, x0, rows, free, method="bfgs", maxiter=maxiter, gtol=gtol, return_hessian=True
-    )
+    opt, hessian = newton_minimize(objective, x0, rows, maxiter=maxiter, gtol=gtol)
     theta, beta = opt.x[: structure.n_theta], opt.x[structure.n_theta :]
     parts = laplace.laplace_parts(theta, beta, rows, family, structure)
     return GLMMFitOutput(
