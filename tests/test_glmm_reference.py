@@ -18,7 +18,7 @@ import pytest
 import mixedjax
 from tests.conftest import REFERENCE_DIR
 
-DEFAULT = ["cbpp_laplace", "cbpp_agq25", "counts_slope"]
+DEFAULT = ["cbpp_laplace", "cbpp_agq25", "counts_slope", "cbpp_zero_herd"]
 SLOW = ["cbpp_probit", "cbpp_cloglog", "counts_agq25", "binary_slope"]
 CASES = DEFAULT + [pytest.param(c, marks=pytest.mark.slow) for c in SLOW]
 
