@@ -19,7 +19,7 @@ import mixedjax
 from tests.conftest import REFERENCE_DIR
 
 DEFAULT = ["cbpp_laplace", "cbpp_agq25", "counts_slope", "cbpp_zero_herd"]
-SLOW = ["cbpp_probit", "cbpp_cloglog", "counts_agq25", "binary_slope"]
+SLOW = ["cbpp_probit", "cbpp_cloglog", "counts_agq25", "binary_slope", "cbpp_nagq0"]
 CASES = DEFAULT + [pytest.param(c, marks=pytest.mark.slow) for c in SLOW]
 
 
@@ -140,3 +140,34 @@ def test_new_levels_get_population_predictions(fitted):
     expected = population[1] + gamma["(Intercept)"] + gamma["x"] * data["x"].iloc[1]
     np.testing.assert_allclose(link[1], expected, rtol=1e-12)
     np.testing.assert_allclose(fit.predict(new), np.exp(link), rtol=1e-14)
+
+
+def test_nagq0_objective_and_pirls_fixed_effects_match_lme4(fitted):
+    """nAGQ = 0 without a fit: at lme4's θ, β̃(θ) from the joint penalised IRLS and the
+    deviance D(θ, β̃(θ)) are lme4's."""
+    import jax
+    import jax.numpy as jnp
+
+    from mixedjax.engines import laplace_nagq0
+    from mixedjax.engines.laplace_rows import group_rows
+
+    ref, data = load("cbpp_nagq0")
+    m = mixedjax.glmer(ref["lme4_formula"], data, family="binomial", nAGQ=0)
+    rows, _ = group_rows(m.endog, m.weights, m.offset, m.exog, m.exog_re, m.group_codes,
+                         m.n_groups)  # fmt: skip
+    rows = type(rows)(*(jnp.asarray(a) for a in rows))
+    theta = jnp.asarray(ref["theta"])
+
+    @jax.jit
+    def at(theta, rows):
+        beta = laplace_nagq0.profiled_fixed_effects(m.family, m.structure, theta, rows,
+                                                    jnp.zeros(m.k_fe))  # fmt: skip
+        info = laplace_nagq0.fixed_effects_information(theta, beta, rows, m.family, m.structure)
+        dev = laplace_nagq0.nagq0_deviance(theta, rows, beta, m.family, m.structure)
+        return beta, info, dev
+
+    beta, info, dev = at(theta, rows)
+    np.testing.assert_allclose(dev, -2 * ref["loglik"], rtol=1e-9)
+    np.testing.assert_allclose(beta, ref["fixed"]["estimate"], rtol=1e-7)
+    se = np.sqrt(np.diag(np.linalg.inv(np.asarray(info))))
+    np.testing.assert_allclose(se, ref["fixed"]["se"], rtol=1e-7)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from mixedjax.core import smallmat
 from mixedjax.core.covariance import CovStructure
 from mixedjax.core.families import Family
-from mixedjax.engines import laplace
+from mixedjax.engines import laplace, laplace_nagq0
 from mixedjax.engines.laplace_rows import GroupedRows
 from mixedjax.fit.optimize import OptResult
 
@@ -47,6 +47,8 @@ class GLMMFitOutput(NamedTuple):
         modes: ``(n_groups, r)`` conditional modes ``û`` (spherical scale).
         cond_cov: ``(n_groups, r, r)`` conditional covariances of ``γ_i = Λ u_i``.
         beta_start: ``(p,)`` the GLM start.
+        fixed_information: ``(p, p)`` for ``nAGQ = 0``, lme4's ``RX'RX`` (the information
+            of ``β`` given ``θ``; :mod:`mixedjax.engines.laplace_nagq0`); NaN otherwise.
     """
 
     opt: OptResult
@@ -54,6 +56,7 @@ class GLMMFitOutput(NamedTuple):
     modes: jnp.ndarray
     cond_cov: jnp.ndarray
     beta_start: jnp.ndarray
+    fixed_information: jnp.ndarray
 
 
 def glm_start(rows: GroupedRows, family: Family) -> jnp.ndarray:
@@ -224,6 +227,42 @@ def fit_glmm(
     opt, hessian = newton_minimize(objective, x0, rows, maxiter=maxiter, gtol=gtol)
     theta, beta = opt.x[: structure.n_theta], opt.x[structure.n_theta :]
     parts = laplace.laplace_parts(theta, beta, rows, family, structure)
+    p = beta.shape[0]
     return GLMMFitOutput(
-        opt, hessian, parts.modes, laplace.conditional_covariances(parts), beta_start
+        opt, hessian, parts.modes, laplace.conditional_covariances(parts), beta_start,
+        jnp.full((p, p), jnp.nan, beta.dtype),
+    )  # fmt: skip
+
+
+def _nagq0_objective(theta, args, family, structure):
+    rows, beta_start = args
+    return laplace_nagq0.nagq0_deviance(theta, rows, beta_start, family, structure)
+
+
+@partial(jax.jit, static_argnames=("family", "structure", "maxiter", "gtol"))
+def fit_glmm_nagq0(
+    theta0: jnp.ndarray,
+    rows: GroupedRows,
+    *,
+    family: Family,
+    structure: CovStructure,
+    maxiter: int = 200,
+    gtol: float = 1e-10,
+) -> GLMMFitOutput:
+    """lme4's ``nAGQ = 0``: minimise ``D_0(θ) = D(θ, β̃(θ))`` over ``θ`` alone, ``β̃`` from
+    the joint penalised IRLS (:mod:`mixedjax.engines.laplace_nagq0`). The returned
+    ``opt.x`` is ``(θ̂, β̃(θ̂))`` (``opt.grad``: zero in the ``β`` part, which is not
+    optimised over); ``hessian`` is over ``θ`` only."""
+    beta_start = glm_start(rows, family)
+    objective = partial(_nagq0_objective, family=family, structure=structure)
+    opt, hessian = newton_minimize(objective, theta0, (rows, beta_start), maxiter, gtol)
+    theta = opt.x
+    beta = laplace_nagq0.profiled_fixed_effects(family, structure, theta, rows, beta_start)
+    parts = laplace.laplace_parts(theta, beta, rows, family, structure)
+    info = laplace_nagq0.fixed_effects_information(theta, beta, rows, family, structure)
+    opt = opt._replace(
+        x=jnp.concatenate([theta, beta]), grad=jnp.concatenate([opt.grad, jnp.zeros_like(beta)])
+    )
+    return GLMMFitOutput(
+        opt, hessian, parts.modes, laplace.conditional_covariances(parts), beta_start, info
     )

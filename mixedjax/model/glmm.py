@@ -12,6 +12,7 @@ number of single-column terms (``(1 | g) + (0 + x | g)``).
 
 ``nAGQ`` chooses the approximation of the marginal likelihood, as in lme4:
 
+* ``0``: Laplace, optimised over ``θ`` with ``β`` from the penalised IRLS (faster, cruder);
 * ``1`` (default): Laplace, optimised over ``(θ, β)`` jointly;
 * ``K > 1``: adaptive Gauss–Hermite with ``K`` nodes, for one scalar random effect per group.
 
@@ -132,8 +133,8 @@ class MixedGLM:
         family: a name (``"binomial"``, ``"poisson"``) or a :mod:`mixedjax.families` object.
         weights: ``(n,)`` prior weights (binomial: the number of trials of each proportion).
         offset: ``(n,)`` known part of the linear predictor.
-        nAGQ: ``1`` (Laplace) or the number of adaptive Gauss–Hermite nodes (``> 1``, one
-            scalar random effect per group only).
+        nAGQ: ``1`` (Laplace), ``0`` (Laplace, ``β`` by PIRLS) or the number of adaptive
+            Gauss–Hermite nodes (``> 1``, one scalar random effect per group only).
 
     Example:
         >>> import numpy as np, mixedjax
@@ -206,10 +207,10 @@ class MixedGLM:
         if not np.all(np.isfinite(X)):
             raise ValueError("exog has missing or non-finite values")
         self.family.check_response(endog, self.weights, endog_name)
-        if isinstance(nAGQ, bool) or not isinstance(nAGQ, int | np.integer) or nAGQ < 1:
+        if isinstance(nAGQ, bool) or not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
             raise ValueError(
-                f"nAGQ must be a positive integer (1: Laplace; > 1: adaptive Gauss-Hermite), "
-                f"got {nAGQ!r}"
+                "nAGQ must be a non-negative integer (0: Laplace with the fixed effects from "
+                f"PIRLS; 1: Laplace; > 1: adaptive Gauss-Hermite), got {nAGQ!r}"
             )
         Z, structure, ordered, lme4_order = _random_design(terms)
         if nAGQ > 1 and structure.n_random != 1:
@@ -317,7 +318,8 @@ def glmer(
         data: the data frame.
         family: ``"binomial"``, ``"poisson"``, a ``(name, link)`` pair or a
             :mod:`mixedjax.families` object (``Binomial("probit")``).
-        nAGQ: 1 (Laplace) or the number of adaptive Gauss–Hermite nodes.
+        nAGQ: 1 (Laplace), 0 (Laplace, fixed effects by PIRLS) or the number of adaptive
+            Gauss–Hermite nodes.
         weights: prior weights (column name or array); for a proportion response, the
             number of trials.
         offset: an offset (column name or array), added to any ``offset()`` in the formula.

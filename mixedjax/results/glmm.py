@@ -7,7 +7,8 @@
 * ``deviance``: lme4's ``deviance()`` of a GLMM, the sum of the squared deviance residuals
   at the conditional modes; ``-2 llf`` is ``minus2loglik``.
 * ``bse_fe``: from ``2 H⁻¹`` with ``H`` the exact Hessian of ``D`` over ``(θ, β)`` (lme4's
-  ``vcov`` uses a finite-difference Hessian of the same function);
+  ``vcov`` uses a finite-difference Hessian of the same function); for ``nAGQ = 0`` from
+  lme4's ``RX'RX`` (given ``θ``, :mod:`mixedjax.engines.laplace_nagq0`);
 * ``theta``: lme4's order (per term, the column-wise lower triangle of its relative factor),
   with non-negative diagonal;
 * ``ranef()``: ``γ̂ = Λ û`` and the conditional SDs from ``Λ (L L')⁻¹ Λ'``.
@@ -53,17 +54,12 @@ def fit_results(model, maxiter: int = 200, gtol: float = 1e-10) -> "MixedGLMResu
         model.group_codes, model.n_groups,
     )  # fmt: skip
     rows = type(rows)(*(jnp.asarray(a) for a in rows))
-    theta0 = np.where(structure.diagonal_theta_mask(), 1.0, 0.0)
-    out = glmm_fit.fit_glmm(
-        jnp.asarray(theta0),
-        jnp.zeros(model.k_fe),
-        rows,
-        family=model.family,
-        structure=structure,
-        n_agq=model.nAGQ,
-        maxiter=maxiter,
-        gtol=gtol,
-    )
+    theta0 = jnp.asarray(np.where(structure.diagonal_theta_mask(), 1.0, 0.0))
+    kw = dict(family=model.family, structure=structure, maxiter=maxiter, gtol=gtol)
+    if model.nAGQ == 0:
+        out = glmm_fit.fit_glmm_nagq0(theta0, rows, **kw)
+        return MixedGLMResults(model, out, np.asarray(out.hessian), rows, row_index)
+    out = glmm_fit.fit_glmm(theta0, jnp.zeros(model.k_fe), rows, n_agq=model.nAGQ, **kw)
     hessian = np.asarray(out.hessian)
     if not np.all(np.isfinite(hessian)):
         hessian = np.asarray(
@@ -117,13 +113,14 @@ class MixedGLMResults:
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._cov_full = self._covariance(hessian)
-        cov_fe = self._cov_full[n_theta:, n_theta:]
+        if model.nAGQ == 0:  # β given θ (lme4's RX'RX); the Hessian is over θ only
+            self._covariance(hessian)  # warns if θ̂ is not at a minimum
+            cov_fe = np.linalg.inv(np.asarray(out.fixed_information))
+        else:
+            cov_fe = self._covariance(hessian)[n_theta:, n_theta:]
         self.cov_fe = pd.DataFrame(cov_fe, index=model.exog_names, columns=model.exog_names)
         self.bse_fe = pd.Series(np.sqrt(np.maximum(np.diag(cov_fe), 0.0)), index=model.exog_names)
-        self._factor = np.asarray(
-            theta_to_factor(jnp.asarray(self._theta_structure), structure)
-        )
+        self._factor = np.asarray(theta_to_factor(jnp.asarray(self._theta_structure), structure))
         self._modes = np.asarray(out.modes)
         self._gamma = self._modes @ np.asarray(theta_to_factor(out.opt.x[:n_theta], structure)).T
         self._cond_cov = np.asarray(out.cond_cov)
@@ -239,7 +236,7 @@ class MixedGLMResults:
     def llf_lme4(self) -> float:
         """The log-likelihood as lme4 prints it: ``llf`` for Laplace fits, ``llf -
         saturated_llf`` for quadrature (``nAGQ > 1``) fits."""
-        return self.llf if self.model.nAGQ == 1 else self.llf - self.saturated_llf
+        return self.llf if self.model.nAGQ <= 1 else self.llf - self.saturated_llf
 
     # ----------------------------------------------------------------- prediction
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "response",  # noqa: A002
@@ -326,7 +323,9 @@ class GLMMSummary:
 
     def as_text(self) -> str:
         r, m = self.results, self.results.model
-        method = "Laplace" if m.nAGQ == 1 else f"adaptive Gauss-Hermite ({m.nAGQ} nodes)"
+        method = {0: "Laplace, fixed effects by PIRLS (nAGQ = 0)", 1: "Laplace"}.get(
+            m.nAGQ, f"adaptive Gauss-Hermite ({m.nAGQ} nodes)"
+        )
         info = np.array(
             [
                 ["Family:", f"{m.family.name} ({m.family.link.name})"],
