@@ -24,10 +24,10 @@ def test_bootstrap_replicates_equal_ordinary_fits():
     for i in [0, 5]:
         fit = mixedjax.MixedLM(ys[i], model.exog, model.group_labels[model.group_codes]).fit()
         row = boot.replicates.iloc[i]
-        np.testing.assert_allclose(row["(Intercept)"], fit.fe_params.iloc[0], rtol=1e-6)
+        np.testing.assert_allclose(row["(Intercept)"], np.asarray(fit.fe_params)[0], rtol=1e-6)
         np.testing.assert_allclose(row["sigma"], np.sqrt(fit.scale), rtol=1e-4)
         np.testing.assert_allclose(
-            row["sd_(Intercept)|Batch"], np.sqrt(fit.cov_re.iloc[0, 0]), rtol=1e-4, atol=1e-3
+            row["sd_(Intercept)|Batch"], np.sqrt(np.asarray(fit.cov_re)[0, 0]), rtol=1e-4, atol=1e-3
         )
     ci = boot.conf_int(0.5)
     assert np.all(ci["lower"] <= ci["upper"])

@@ -137,7 +137,8 @@ def test_hessian_matches_finite_differences():
         np.array([0.9, -0.4, 0.2]), cov_re=np.array([[1.2, 0.3], [0.3, 0.5]]), vcomp=[0.4]
     )
     packed = start.get_packed(use_sqrt=False, has_fe=True)
-    hess = model.hessian(packed)
+    hess, singular = model.hessian(packed)  # statsmodels' (Hessian, singular cov_re)
+    assert not singular
     fd = np.array(
         [
             _central_diff(lambda v, j=j: model.score(v, profile_fe=False)[j], packed)

@@ -123,7 +123,7 @@ def test_fit_is_a_stationary_minimum(seed, sizes, factor, reml):
 
     # The reported llf is the dense density at the reported (β, Ψ, σ²).
     expected = dense_loglike_user(
-        y, X, X, codes, N_GROUPS, res.fe_params.to_numpy(), res.cov_re.to_numpy(), res.scale, reml
+        y, X, X, codes, N_GROUPS, np.asarray(res.fe_params), np.asarray(res.cov_re), res.scale, reml
     )
     np.testing.assert_allclose(res.llf, expected, rtol=1e-9)
 
@@ -135,9 +135,9 @@ def _compare_fits(a, b, rtol=1e-6):
     np.testing.assert_allclose(b.llf, a.llf, rtol=1e-9)
     np.testing.assert_allclose(b.scale, s, rtol=rtol)
     np.testing.assert_allclose(
-        b.fe_params.to_numpy(), a.fe_params.to_numpy(), rtol=rtol, atol=1e-7 * np.sqrt(s)
+        np.asarray(b.fe_params), np.asarray(a.fe_params), rtol=rtol, atol=1e-7 * np.sqrt(s)
     )
-    np.testing.assert_allclose(b.cov_re.to_numpy(), a.cov_re.to_numpy(), rtol=rtol, atol=1e-7 * s)
+    np.testing.assert_allclose(np.asarray(b.cov_re), np.asarray(a.cov_re), rtol=rtol, atol=1e-7 * s)
 
 
 @FEW
@@ -228,12 +228,12 @@ def test_affine_rescaling_transforms_estimates(seed, sizes, factor, reml, ly, sy
     # Compare on the original scale: map the moved fit back.
     s = base.scale
     np.testing.assert_allclose(moved.scale / a**2, s, rtol=1e-6)
-    beta_back = (T @ moved.fe_params.to_numpy() - np.array([b, 0.0])) / a
-    se = base.bse_fe.to_numpy()
-    beta = base.fe_params.to_numpy()
+    beta_back = (T @ np.asarray(moved.fe_params) - np.array([b, 0.0])) / a
+    se = np.asarray(base.bse_fe)
+    beta = np.asarray(base.fe_params)
     assert np.all(np.abs(beta_back - beta) <= 1e-6 * np.abs(beta) + 1e-6 * se), (beta_back, beta)
-    psi_back = T @ moved.cov_re.to_numpy() @ T.T / a**2
-    np.testing.assert_allclose(psi_back, base.cov_re.to_numpy(), rtol=1e-5, atol=1e-7 * s)
+    psi_back = T @ np.asarray(moved.cov_re) @ T.T / a**2
+    np.testing.assert_allclose(psi_back, np.asarray(base.cov_re), rtol=1e-5, atol=1e-7 * s)
     for g in range(N_GROUPS):
         gamma_back = T @ moved.random_effects[g].to_numpy() / a
         np.testing.assert_allclose(
@@ -252,7 +252,7 @@ def test_ml_and_reml_each_maximise_their_own_criterion(seed, sizes, factor):
     ml, reml = _fit(model, False), _fit(model, True)
 
     def at(res, use_reml):
-        params = mixedjax.MixedLMParams.from_components(cov_re=res.cov_re_unscaled.to_numpy())
+        params = mixedjax.MixedLMParams.from_components(cov_re=np.asarray(res.cov_re_unscaled))
         return model.loglike(params, reml=use_reml)
 
     tol = 1e-10 * abs(ml.llf)
@@ -288,14 +288,14 @@ def test_balanced_one_way_anova_closed_form(seed, m, tau):
         res = _fit(model, reml)
         tau2 = (between - msw) / m
         if tau2 > 1e-6 * msw:
-            np.testing.assert_allclose(res.cov_re.iloc[0, 0], tau2, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(res.cov_re)[0, 0], tau2, rtol=1e-6)
             np.testing.assert_allclose(res.scale, msw, rtol=1e-7)
         elif tau2 < -1e-6 * msw:
-            assert res.cov_re.iloc[0, 0] == 0.0 and res.is_singular
+            assert np.asarray(res.cov_re)[0, 0] == 0.0 and res.is_singular
             np.testing.assert_allclose(res.scale, sst / (n - 1 if reml else n), rtol=1e-7)
-        np.testing.assert_allclose(res.fe_params.iloc[0], y.mean(), rtol=1e-9)
+        np.testing.assert_allclose(np.asarray(res.fe_params)[0], y.mean(), rtol=1e-9)
         fits[reml] = res
-    assert fits[True].cov_re.iloc[0, 0] >= fits[False].cov_re.iloc[0, 0] - 1e-9 * msw
+    assert np.asarray(fits[True].cov_re)[0, 0] >= np.asarray(fits[False].cov_re)[0, 0] - 1e-9 * msw
 
 
 @pytest.mark.slow  # heavy (>10 s on 2 cores): the default suite stays under 5 minutes

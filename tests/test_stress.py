@@ -60,14 +60,14 @@ def test_sleepstudy_scaled_and_offset_matches_lme4(name, reml):
     objective = -2 * res.llf - 2 * m * np.log(abs(a)) - (2 * np.log(abs(c)) if reml else 0.0)
     assert objective <= ref["objective"] * (1 + 1e-6)
     np.testing.assert_allclose(objective, ref["objective"], rtol=1e-7)
-    beta = (T @ res.fe_params.to_numpy() - np.array([b, 0.0])) / a
+    beta = (T @ np.asarray(res.fe_params) - np.array([b, 0.0])) / a
     se = np.asarray(ref["fixed"]["se"])
     assert np.all(np.abs(beta - ref["fixed"]["estimate"]) <= 1e-3 * se)
-    cov_fe = T @ res.cov_params().to_numpy()[:2, :2] @ T.T / a**2
+    cov_fe = T @ np.asarray(res.cov_params())[:2, :2] @ T.T / a**2
     np.testing.assert_allclose(cov_fe, ref["fixed"]["cov"], rtol=2e-3)
     scale = res.scale / a**2
     np.testing.assert_allclose(scale, ref["residual_variance"], rtol=1e-3)
-    cov_re = T @ res.cov_re.to_numpy() @ T.T / a**2
+    cov_re = T @ np.asarray(res.cov_re) @ T.T / a**2
     np.testing.assert_allclose(cov_re, ref["random"][0]["cov"], rtol=1e-3)
     blups = np.array([T @ res.random_effects[g].to_numpy() / a for g in res.random_effects])
     lme4 = np.asarray(ref["ranef"][0]["value"]).reshape(2, -1).T
@@ -77,7 +77,7 @@ def test_sleepstudy_scaled_and_offset_matches_lme4(name, reml):
     L = np.zeros((2, 2))
     L[[0, 1, 1], [0, 0, 1]] = res.theta
     assert np.all(np.diag(L) >= 0)
-    np.testing.assert_allclose(L @ L.T, res.cov_re.to_numpy() / res.scale, rtol=1e-9)
+    np.testing.assert_allclose(L @ L.T, np.asarray(res.cov_re) / res.scale, rtol=1e-9)
     if c == 1.0 and d == 0.0:
         np.testing.assert_allclose(res.theta, ref["theta"], rtol=2e-3)
 
@@ -90,7 +90,7 @@ def test_near_collinear_covariates(eps):
     X3 = np.column_stack([X, X[:, 1] + eps * rng.normal(size=y.size)])
     res = _fit(mixedjax.MixedLM(y, X3, codes, exog_re=X), False)
     dense = dense_loglike_user(
-        y, X3, X, codes, 6, res.fe_params.to_numpy(), res.cov_re.to_numpy(), res.scale, False
+        y, X3, X, codes, 6, np.asarray(res.fe_params), np.asarray(res.cov_re), res.scale, False
     )
     np.testing.assert_allclose(res.llf, dense, rtol=1e-10)
     smaller = _fit(mixedjax.MixedLM(y, X, codes, exog_re=X), False)
@@ -125,9 +125,9 @@ def test_random_effect_variance_at_and_near_zero(ratio):
     y, codes, msw = _anova_data(ratio)
     res = _fit(mixedjax.MixedLM(y, np.ones((y.size, 1)), codes), True)
     tau2 = max(ratio, 0.0) * msw
-    np.testing.assert_allclose(res.cov_re.iloc[0, 0], tau2, rtol=1e-6, atol=1e-6 * msw)
+    np.testing.assert_allclose(np.asarray(res.cov_re)[0, 0], tau2, rtol=1e-6, atol=1e-6 * msw)
     if ratio <= 0:
-        assert res.cov_re.iloc[0, 0] == 0.0 and res.is_singular
+        assert np.asarray(res.cov_re)[0, 0] == 0.0 and res.is_singular
         sst = np.sum((y - y.mean()) ** 2)
         np.testing.assert_allclose(res.scale, sst / (y.size - 1), rtol=1e-9)
     else:
@@ -143,7 +143,7 @@ def test_correlation_near_plus_minus_one(rho, reml):
     model = mixedjax.MixedLM(y, X, codes, exog_re=X)
     res = _fit(model, reml)
     dense = dense_loglike_user(
-        y, X, X, codes, 6, res.fe_params.to_numpy(), res.cov_re.to_numpy(), res.scale, reml
+        y, X, X, codes, 6, np.asarray(res.fe_params), np.asarray(res.cov_re), res.scale, reml
     )
     np.testing.assert_allclose(res.llf, dense, rtol=1e-10)
     for seed in range(3):  # the same optimum from other starts
@@ -153,7 +153,7 @@ def test_correlation_near_plus_minus_one(rho, reml):
         other = _fit(model, reml, start_params=start)
         np.testing.assert_allclose(other.llf, res.llf, rtol=1e-10)
         np.testing.assert_allclose(
-            other.cov_re.to_numpy(), res.cov_re.to_numpy(), rtol=1e-5, atol=1e-8 * res.scale
+            np.asarray(other.cov_re), np.asarray(res.cov_re), rtol=1e-5, atol=1e-8 * res.scale
         )
 
 
@@ -180,7 +180,7 @@ def test_singleton_groups_mixed_with_groups_of_10000_rows():
     rng = np.random.default_rng(11)
     y, X, codes = simulate(rng, sizes, np.array([[1.0, 0.2], [0.2, 0.5]]), np.array([1.0, 2.0]))
     res = _fit(mixedjax.MixedLM(y, X, codes, exog_re=X), False)
-    beta, cov_re = res.fe_params.to_numpy(), res.cov_re.to_numpy()
+    beta, cov_re = np.asarray(res.fe_params), np.asarray(res.cov_re)
     oracle = _blockwise_ml_loglike(y, X, X, codes, beta, cov_re, res.scale)
     np.testing.assert_allclose(res.llf, oracle, rtol=1e-10)
     # A maximum: no perturbation of the parameters raises the oracle's log-likelihood.
@@ -211,9 +211,9 @@ def _check_many_groups(g, m):
     y, codes, tau2, msw = _balanced_many_groups(g, m, 0.7, seed=5)
     res = _fit(mixedjax.MixedLM(y, np.ones((y.size, 1)), codes), True)
     assert res.model.n_groups == g
-    np.testing.assert_allclose(res.cov_re.iloc[0, 0], tau2, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(res.cov_re)[0, 0], tau2, rtol=1e-6)
     np.testing.assert_allclose(res.scale, msw, rtol=1e-6)
-    np.testing.assert_allclose(res.fe_params.iloc[0], y.mean(), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(res.fe_params)[0], y.mean(), rtol=1e-10)
 
 
 def test_twenty_thousand_groups_match_anova():

@@ -129,7 +129,7 @@ def test_saddle_point_left_unescaped_is_not_called_converged(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = model.fit(reml=False)
-    np.testing.assert_allclose(res.cov_re.iloc[0, 0], 0.21194918, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(res.cov_re)[0, 0], 0.21194918, rtol=1e-6)
 
 
 def _summary(**changes):

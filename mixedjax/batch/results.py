@@ -487,7 +487,7 @@ def _refit_stragglers(out: batch.FitOutput, fit_member) -> tuple[batch.FitOutput
         out.opt.status[i] = STATUS_CONVERGED if single.converged else out.opt.status[i]
         out.theta[i], out.objective[i] = single.theta, -2.0 * single.llf
         out.zeroed[i] = np.isin(np.arange(out.zeroed.shape[1]), o.boundary)
-        out.beta[i], out.scale[i] = single.fe_params.to_numpy(), single.scale
+        out.beta[i], out.scale[i] = np.asarray(single.fe_params), single.scale
         out.cov_beta[i] = single._cov_fe
         refitted.append(int(i))
     return out, np.array(refitted, dtype=int)

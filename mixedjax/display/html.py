@@ -12,6 +12,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from mixedjax.core.distributions import two_sided_normal_pvalue
 from mixedjax.display.varcorr import varcorr_table
 
 _STYLE = """<style>
@@ -222,13 +223,13 @@ def crossed_summary_html(results) -> str:
         ("Singular", "Yes" if r.is_singular else "No"),
     ]
     crit = NormalDist().inv_cdf(0.975)
-    fe, se = r.fe_params, r.bse_fe
+    fe, se = r._fe_params_pd, r._bse_fe_pd
     coef = pd.DataFrame(
         {
             "Coef.": fe,
             "Std.Err.": se,
-            "z": r.tvalues,
-            "P>|z|": r.pvalues,
+            "z": fe / se,
+            "P>|z|": two_sided_normal_pvalue((fe / se).to_numpy()),
             "[0.025": fe - crit * se,
             "0.975]": fe + crit * se,
         }

@@ -355,7 +355,7 @@ def trajectories(
         chosen = np.array([index[g] for g in groups], dtype=int)
     y = np.asarray(model.endog)
     fitted = np.asarray(results.fittedvalues)
-    population = model.exog @ results.fe_params.to_numpy()
+    population = model.exog @ np.asarray(results.fe_params)
     codes = np.asarray(model.group_codes)
     plt = _pyplot()
     if overlay:

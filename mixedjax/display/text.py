@@ -9,7 +9,14 @@ from mixedjax.core.distributions import two_sided_normal_pvalue
 
 
 class Summary:
-    """statsmodels-style summary; ``str()`` gives the text, ``tables`` the DataFrames.
+    """statsmodels-style summary; ``str()`` gives the text, ``tables`` the DataFrames
+    (``tables[0]`` the model information, ``tables[1]`` the numeric coefficient table).
+
+    ``yname``, ``xname_fe``, ``xname_re`` and ``title`` replace the response name, the
+    fixed-effect and variance-parameter row names and the title (statsmodels' arguments).
+    Where statsmodels is installed ``results.summary()`` returns a subclass of its
+    ``statsmodels.iolib.summary2.Summary`` (:func:`statsmodels_summary_class`), so
+    ``isinstance`` checks and ``summary_col`` see statsmodels' type.
 
     Example:
         >>> import mixedjax
@@ -21,10 +28,40 @@ class Summary:
         (np.float64(10.467), 'Mixed Linear Model Regression Results')
     """
 
-    def __init__(self, results, alpha: float = 0.05):
+    def __init__(
+        self,
+        results,
+        alpha: float = 0.05,
+        yname: str | None = None,
+        xname_fe=None,
+        xname_re=None,
+        title: str | None = None,
+    ):
         self.results = results
         self.alpha = alpha
+        self.yname = str(results.model.endog_names if yname is None else yname)
+        names = list(results.model.param_names)
+        k_fe = results.k_fe
+        for given, part, what in (
+            (xname_fe, slice(0, k_fe), "xname_fe"),
+            (xname_re, slice(k_fe, None), "xname_re"),
+        ):
+            if given is None:
+                continue
+            given = [str(x) for x in given]
+            if len(given) != len(names[part]):
+                raise ValueError(f"{what} should be a list of length {len(names[part])}")
+            names[part] = given
+        self.row_names = names
+        self.title = "Mixed Linear Model Regression Results" if title is None else str(title)
         self.tables = [self._info_table(), self._coef_table()]
+        # statsmodels' Summary state, so its add_text/as_latex work on this summary
+        self.settings = [
+            {"index": False, "header": False, "float_format": "%.4f", "align": "l"},
+            {"index": True, "header": True, "float_format": "%.3f", "align": "r"},
+        ]
+        self.extra_txt: list[str] = []
+        self._merge_latex = False
 
     def _info_table(self) -> pd.DataFrame:
         r, m = self.results, self.results.model
@@ -39,7 +76,7 @@ class Summary:
             ("Rows dropped:", f"{getattr(m, 'n_dropped', 0)}"),
         ]
         right = [
-            ("Dependent Variable:", m.endog_names),
+            ("Dependent Variable:", self.yname),
             ("Method:", r.method),
             ("Scale:", f"{r.scale:.4f}"),
             ("Log-Likelihood:", f"{r.llf:.4f}"),
@@ -54,7 +91,7 @@ class Summary:
         from statistics import NormalDist
 
         crit = NormalDist().inv_cdf(1 - self.alpha / 2)
-        fe, se = r.fe_params, r.bse_fe
+        fe, se = np.asarray(r.fe_params), np.asarray(r.bse_fe)
         z = fe / se
         lo, hi = 1 - self.alpha / 2, self.alpha / 2
         table = pd.DataFrame(
@@ -62,23 +99,25 @@ class Summary:
                 "Coef.": fe,
                 "Std.Err.": se,
                 "z": z,
-                "P>|z|": two_sided_normal_pvalue(z.to_numpy()),
+                "P>|z|": two_sided_normal_pvalue(z),
                 f"[{hi:.3f}": fe - crit * se,
                 f"{lo:.3f}]": fe + crit * se,
-            }
+            },
+            index=self.row_names[: r.k_fe],
         )
-        names = r.model.param_names[r.k_fe :]
         rows, cols = np.tril_indices(r.k_re)
-        values = np.concatenate([r.cov_re.to_numpy()[rows, cols], r.vcomp])
-        bse_re = r.bse_re.to_numpy()
-        re_table = pd.DataFrame({"Coef.": values, "Std.Err.": bse_re}, index=names)
+        values = np.concatenate([np.asarray(r.cov_re)[rows, cols], r.vcomp])
+        bse_re = np.asarray(r.bse_re)
+        re_table = pd.DataFrame(
+            {"Coef.": values, "Std.Err.": bse_re}, index=self.row_names[r.k_fe :]
+        )
         return pd.concat([table, re_table])
 
     def as_text(self) -> str:
         """The summary as text, laid out exactly as statsmodels' ``summary2`` lays it out."""
         info, coef = self.tables
         formatted = coef.map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-        return text_tables(
+        text = text_tables(
             [
                 TextTable(info.to_numpy(dtype=str), align="l"),
                 TextTable(
@@ -88,8 +127,9 @@ class Summary:
                     align="r",
                 ),
             ],
-            title="Mixed Linear Model Regression Results",
+            title=self.title,
         )
+        return "\n".join([text, *self.extra_txt]) if self.extra_txt else text
 
     def as_html(self) -> str:
         """The summary as a self-contained styled HTML block (model info, coefficients, and
@@ -193,3 +233,33 @@ def text_tables(tables: list[TextTable], title: str = "") -> str:
     if title and len(title) < widest:
         title = " " * int(widest / 2 - len(title) / 2) + title
     return "\n".join([title, *blocks])
+
+
+# --------------------------------------------------------------------- statsmodels' type
+_CLASSES: dict[str, type] = {}
+
+
+def statsmodels_summary_class() -> type:
+    """:class:`Summary` as a subclass of statsmodels' ``summary2.Summary`` where statsmodels
+    is installed (imported here, on the first summary, not with mixedjax), else
+    :class:`Summary` itself. mixedjax's methods (text, HTML) come first in the MRO;
+    statsmodels' others (``add_text``, ``as_latex``) work on the same tables."""
+    if "statsmodels" not in _CLASSES:
+        try:
+            from statsmodels.iolib.summary2 import Summary as StatsmodelsBase
+        except ImportError:
+            _CLASSES["statsmodels"] = Summary
+        else:
+            cls = type(
+                "StatsmodelsSummary",
+                (Summary, StatsmodelsBase),
+                {"__module__": __name__, "__doc__": Summary.__doc__},
+            )
+            _CLASSES["statsmodels"] = cls
+    return _CLASSES["statsmodels"]
+
+
+def __getattr__(name: str):
+    if name == "StatsmodelsSummary":  # so pickle finds the class built above
+        return statsmodels_summary_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ def varcorr_frame(results) -> pd.DataFrame:
     """
     model = results.model
     group = getattr(model, "group_name", "Group")
-    cov = results.cov_re.to_numpy()
+    cov = np.asarray(results.cov_re)
     names = list(model.re_terms)
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
     rows = [(group, names[i], None, cov[i, i], sd[i]) for i in range(len(names))]

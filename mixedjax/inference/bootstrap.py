@@ -193,7 +193,7 @@ def parametric_bootstrap(
                     jnp.asarray(results.theta), jnp.sqrt(results.scale), model.structure
                 )
             ),
-            results.fe_params.to_numpy(),
+            np.asarray(results.fe_params),
         ]
     )
     converged = np.asarray(status) == 0

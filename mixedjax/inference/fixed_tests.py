@@ -155,10 +155,10 @@ def _row_names(L: np.ndarray, names: list[str]) -> list[str]:
 def t_test(results, r_matrix, rhs=None, ddf: str = "satterthwaite") -> ContrastTTest:
     """Row-wise t tests of ``L β = r`` (``r_matrix``: matrix, vector or string)."""
     ddf = check_ddf(ddf)
-    names = list(results.fe_params.index)
+    names = list(results.model.exog_names)
     L, rhs = as_contrast(r_matrix, names, rhs)
     C = _vcov_for(results, ddf)
-    effect = L @ results.fe_params.to_numpy()
+    effect = L @ np.asarray(results.fe_params)
     sd = np.sqrt(np.einsum("mi,ij,mj->m", L, C, L))
     df = _df_1d(results, L, ddf)
     tvalue = (effect - rhs) / sd
@@ -169,9 +169,9 @@ def t_test(results, r_matrix, rhs=None, ddf: str = "satterthwaite") -> ContrastT
 def wald_test(results, r_matrix, rhs=None, ddf: str = "satterthwaite") -> ContrastFTest:
     """Joint test of ``L β = r`` with the chosen df method (lmerTest's ``contestMD``)."""
     ddf = check_ddf(ddf)
-    names = list(results.fe_params.index)
+    names = list(results.model.exog_names)
     L, rhs = as_contrast(r_matrix, names, rhs)
-    beta = results.fe_params.to_numpy()
+    beta = np.asarray(results.fe_params)
     if ddf == "satterthwaite":
         parts = ddf_module.satterthwaite_f(L, rhs, beta, results._satterthwaite)
     elif ddf == "kenward-roger":
@@ -193,7 +193,7 @@ def coef_table(results, ddf: str = "satterthwaite", alpha: float = 0.05) -> pd.D
     return (
         t_test(results, np.eye(results.k_fe), ddf=ddf)
         .summary_frame(alpha)
-        .set_axis(list(results.fe_params.index))
+        .set_axis(list(results.model.exog_names))
     )
 
 
@@ -202,8 +202,8 @@ def conf_int_wald(results, alpha: float = 0.05, ddf: str = "asymptotic") -> pd.D
     reference distribution, covariance parameters ``± z σ̂`` from the exact Hessian."""
     alpha = check_alpha(alpha)
     fixed = coef_table(results, ddf=ddf, alpha=alpha)[["lower", "upper"]]
-    params = results.params
-    bse = results.bse
+    params = results._params_pd
+    bse = results._bse_pd
     z = float(t_ppf(1 - alpha / 2, np.inf))
     cov_names = params.index[results.k_fe :]
     cov = pd.DataFrame(
@@ -239,7 +239,7 @@ def term_f_tests(results, ddf: str = "satterthwaite") -> pd.DataFrame:
     that term's coefficients under the model's own (treatment) coding.
     """
     ddf = check_ddf(ddf)
-    names = list(results.fe_params.index)
+    names = list(results.model.exog_names)
     terms: dict[str, list[int]] = {}
     for j, name in enumerate(names):
         term = _term_of(name)

@@ -118,7 +118,7 @@ def as_contrast(r_matrix, names: list[str], rhs=None) -> tuple[np.ndarray, np.nd
         return L, parsed_rhs
     L = np.atleast_2d(np.asarray(r_matrix, dtype=float))
     if L.ndim != 2 or L.shape[1] != p:
-        raise ValueError(f"r_matrix must have {p} columns (one per fixed effect), got {L.shape}")
+        raise ValueError(f"r_matrix should have {p} columns (one per fixed effect), got {L.shape}")
     if not np.all(np.isfinite(L)):
         raise ValueError("r_matrix contains non-finite values")
     rhs = np.zeros(L.shape[0]) if rhs is None else np.atleast_1d(np.asarray(rhs, dtype=float))

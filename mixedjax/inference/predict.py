@@ -224,7 +224,7 @@ def predict_frame(
     ``weights`` are the prior weights of the rows' residuals (``σ²/w`` in a prediction
     interval)."""
     model = results.model
-    beta = results.fe_params.to_numpy()
+    beta = np.asarray(results.fe_params)
     C = results._cov_fe
     pred = exog @ beta
     if not include_random:
@@ -351,7 +351,7 @@ def simulate_responses(results, n: int, seed: int) -> np.ndarray:
     blocks = random_blocks(results)
     working = _simulate(
         key,
-        jnp.asarray(working_exog(model) @ results.fe_params.to_numpy()),
+        jnp.asarray(working_exog(model) @ np.asarray(results.fe_params)),
         tuple(jnp.asarray(b[0]) for b in blocks),
         tuple(jnp.asarray(b[1]) for b in blocks),
         tuple(jnp.asarray(b[3]) for b in blocks),

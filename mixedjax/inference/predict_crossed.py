@@ -84,7 +84,7 @@ def predict_crossed(results, newdata, include_random, allow_new_levels, interval
             f"rows {new.tolist()} have levels not seen in the fit; pass "
             "allow_new_levels=True to predict them without those effects"
         )
-    pred = exog @ results.fe_params.to_numpy()
+    pred = exog @ np.asarray(results.fe_params)
     if include_random:
         for (design, codes), est in zip(rows, results.term_estimates, strict=True):
             seen = codes >= 0

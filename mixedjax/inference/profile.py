@@ -288,8 +288,8 @@ class _Profiler:
         )
         self.u_hat = _to_free(self.psi_hat, self.kinds)
         self.dev_min = float(ml_results.llf * -2.0)
-        self.beta_hat = ml_results.fe_params.to_numpy()
-        self.beta_se = ml_results.bse_fe.to_numpy()
+        self.beta_hat = np.asarray(ml_results.fe_params)
+        self.beta_se = np.asarray(ml_results.bse_fe)
         self.theta_hat = np.asarray(ml_results.theta)
         # curvature of d in the free coordinates gives the first step of the root finder
         u = jnp.asarray(np.where(np.isfinite(self.u_hat), self.u_hat, -20.0))
@@ -514,7 +514,7 @@ def profile_re(
 
     model = results.model
     structure = model.structure
-    cov1 = results.cov_re_unscaled.to_numpy()
+    cov1 = np.asarray(results.cov_re_unscaled)
     vc1 = results.vcomp / results.scale
     r = structure.n_random
     if vtype == "re":

@@ -40,6 +40,44 @@ from mixedjax.spec.validation import (
 )
 
 
+class ModelData(GroupedData):
+    """The model's per-group cross-products (a :class:`~mixedjax.design.groups.GroupedData`:
+    what the kernels take) carrying statsmodels' ``model.data`` attributes as well:
+    ``xnames`` and ``ynames`` (fixed-effect and response names), ``param_names``,
+    ``exog_re_names``, ``exog_re_names_full`` (statsmodels' names of the ``cov_re``
+    parameters) and ``row_labels`` (the rows' index for pandas input, else ``None``).
+
+    Example:
+        >>> import numpy as np, mixedjax
+        >>> x = np.column_stack([np.ones(6), np.arange(6.0)])
+        >>> m = mixedjax.MixedLM(np.arange(6.0) ** 2, x, np.repeat([0, 1], 3))
+        >>> m.data.xnames, m.data.exog_re_names_full, m.data.ZtZ.shape  # groups padded to 8
+        (['const', 'x1'], ['Group Var'], (8, 1, 1))
+    """
+
+    def __new__(cls, *fields):
+        # Whatever JAX (or ``_replace``) rebuilds from the fields is a plain GroupedData, so
+        # pytree prefixes written as GroupedData (vmap axes, shardings) match derived data.
+        return GroupedData(*fields)
+
+    @classmethod
+    def _make(cls, iterable) -> GroupedData:
+        return GroupedData._make(iterable)
+
+    @classmethod
+    def of(cls, data: GroupedData, model) -> "ModelData":
+        """``data`` with ``model``'s statsmodels names attached."""
+        out = tuple.__new__(cls, data)
+        names = model.param_names
+        out.xnames = list(model.exog_names)
+        out.ynames = model.endog_names
+        out.param_names = names
+        out.exog_re_names = list(model.exog_re_names)
+        out.exog_re_names_full = names[model.k_fe : model.k_fe + model.k_re2]
+        out.row_labels = model.row_labels
+        return out
+
+
 class MixedLM(PriorWeights):
     """Linear mixed model, fitted by REML or ML (statsmodels' ``MixedLM`` API).
 
@@ -67,6 +105,14 @@ class MixedLM(PriorWeights):
         -871.814
     """
 
+    #: statsmodels' return types: ndarrays (array-built models) or pandas (``False``)
+    _array_output = False
+    #: the rows' labels (pandas input or formula data), ``None`` for arrays
+    row_labels = None
+    #: the criterion of the last fit (statsmodels' ``model.reml``): the default of
+    #: ``loglike``, ``score`` and ``hessian``
+    reml = True
+
     def __init__(
         self,
         endog,
@@ -86,6 +132,17 @@ class MixedLM(PriorWeights):
         endog_names = getattr(endog, "name", None)
         if isinstance(endog, pd.DataFrame):
             endog_names = str(endog.columns[0])
+        # statsmodels' return types: pandas results for pandas input, ndarrays otherwise
+        pandas_input = [a for a in (endog, exog) if isinstance(a, pd.Series | pd.DataFrame)]
+        self._array_output = not pandas_input
+        row_labels = pandas_input[0].index if pandas_input else None
+        if isinstance(exog_vc, dict) and "__row_designs__" not in exog_vc:
+            warnings.warn(
+                "Using deprecated variance components format (statsmodels' FutureWarning): "
+                "pass exog_vc as a VCSpec, or use vc_formula",
+                FutureWarning,
+                stacklevel=2,
+            )
         y, _ = as_float_matrix(endog, "endog")
         if y.shape[1] != 1:
             raise ValueError(f"endog must be one column, got {y.shape[1]}")
@@ -120,6 +177,10 @@ class MixedLM(PriorWeights):
         if rows.has_offset:
             columns["offset"] = rows.offset
         keep, self.n_dropped = handle_missing(columns, missing)
+        self._kept_rows = keep if self.n_dropped else None
+        self.row_labels = None
+        if row_labels is not None:
+            self.row_labels = row_labels[keep] if self.n_dropped else row_labels
         if self.n_dropped:
             y, X, Z, groups_array = y[keep], X[keep], Z[keep], groups_array[keep]
             vc_designs = [d[keep] for d in vc_designs]
@@ -190,7 +251,7 @@ class MixedLM(PriorWeights):
             codes,
             n_groups,
         )
-        self.data: GroupedData = pad_groups(data, bucket_size(n_groups))
+        self.data: ModelData = ModelData.of(pad_groups(data, bucket_size(n_groups)), self)
         if crossed_terms is not None:
             self._statsmodels_dense = (self.data, self.structure)
             self._use_crossed_engine(crossed_terms, y, X, exog_names, endog_names, rows)
@@ -412,7 +473,7 @@ class MixedLM(PriorWeights):
             )
             model.formula, model.offset_spec = formula_in, offset_spec
             model._formula_data = data  # kept (not copied) for predict(newdata)
-            return model
+            return _formula_output(model, data)
         if args:
             raise TypeError("from_formula takes no extra positional arguments")
         if use_sparse:
@@ -427,7 +488,7 @@ class MixedLM(PriorWeights):
         if crossed is not None:  # one all-rows group + indicator components
             crossed.formula, crossed.offset_spec = formula_in, offset_spec
             crossed._formula_data = data  # kept (not copied) for predict(newdata)
-            return crossed
+            return _formula_output(crossed, data)
         design = design_from_formulas(formula, data, groups, re_formula, vc_formula, subset)
         model = cls.__new__(cls)
         model._formula_re_names = design.re_names
@@ -448,7 +509,7 @@ class MixedLM(PriorWeights):
         model.formula, model.offset_spec = formula_in, offset_spec
         model.group_name = design.group_name
         model._formula_data = data  # kept (not copied) to rebuild designs for predict(newdata)
-        return model
+        return _formula_output(model, data)
 
     def _check_random_design(self) -> None:
         totals = np.einsum("ij,ij->j", self.exog_re, self.exog_re)
@@ -490,8 +551,11 @@ class MixedLM(PriorWeights):
     def _packed(self, params: MixedLMParams, has_fe: bool) -> jnp.ndarray:
         return jnp.asarray(params.get_packed(use_sqrt=self.use_sqrt, has_fe=has_fe))
 
-    def loglike(self, params, profile_fe: bool = True, reml: bool = True) -> float:
+    def loglike(self, params, profile_fe: bool = True, reml: bool | None = None) -> float:
         """Log-likelihood (restricted if ``reml``) at ``params``, σ² profiled out.
+
+        ``reml=None`` (statsmodels' behaviour) takes the criterion of the model's last fit
+        (:attr:`reml`; REML before any fit).
 
         ``params`` is a :class:`MixedLMParams` or a packed vector (statsmodels' layout, in
         this model's ``use_sqrt`` parameterization). With ``profile_fe`` the fixed effects
@@ -502,6 +566,7 @@ class MixedLM(PriorWeights):
         has_fe = not profile_fe
         if has_fe and p.fe_params is None:
             raise ValueError("profile_fe=False needs params with fe_params")
+        reml = self.reml if reml is None else bool(reml)
         return (
             float(
                 _loglike_packed(
@@ -516,12 +581,13 @@ class MixedLM(PriorWeights):
             + self.rows.loglik_jacobian
         )
 
-    def score(self, params, profile_fe: bool = True, reml: bool = True) -> np.ndarray:
+    def score(self, params, profile_fe: bool = True, reml: bool | None = None) -> np.ndarray:
         """Exact gradient (autodiff) of :meth:`loglike` with respect to the packed params
         (without the fixed effects when ``profile_fe``)."""
         self._require_dense()
         p = self._as_params(params)
         has_fe = not profile_fe
+        reml = self.reml if reml is None else bool(reml)
         return np.asarray(
             _score_packed(
                 self._packed(p, has_fe),
@@ -533,17 +599,61 @@ class MixedLM(PriorWeights):
             )
         )
 
-    def hessian(self, params, reml: bool = True) -> np.ndarray:
+    def hessian(self, params, reml: bool | None = None) -> tuple[np.ndarray, bool]:
         """Exact Hessian of :meth:`loglike` (``profile_fe=False``) with respect to the packed
-        parameters ``[β, tril(Ψ₁), τ₁]`` (covariances unsquared, as statsmodels)."""
+        parameters ``[β, tril(Ψ₁), τ₁]`` (covariances unsquared, as statsmodels).
+
+        Returns statsmodels' pair ``(hessian (k, k), sing)``: ``sing`` is true where
+        ``params.cov_re`` is singular (the Hessian is then exact all the same).
+        """
         self._require_dense()
         p = self._as_params(params)
         if p.fe_params is None:
             raise ValueError("hessian needs params with fe_params")
         packed = jnp.asarray(p.get_packed(use_sqrt=False, has_fe=True))
-        return np.asarray(
+        reml = self.reml if reml is None else bool(reml)
+        hess = np.asarray(
             _hessian_packed(packed, *self._statsmodels_likelihood, self.k_fe, False, True, reml)
         )
+        cov = np.asarray(p.cov_re, dtype=float)
+        sing = bool(cov.size and np.linalg.matrix_rank(cov) < cov.shape[0])
+        return hess, sing
+
+    # ----------------------------------------------------------------- statsmodels' extras
+    @property
+    def row_indices(self) -> dict:
+        """statsmodels' ``row_indices``: group label -> ``(n_i,)`` row numbers of the group."""
+        cache = self.__dict__.get("_row_indices")
+        if cache is None:
+            order = np.argsort(self.group_codes, kind="stable")
+            bounds = np.cumsum(self.group_sizes)[:-1]
+            parts = np.split(order, bounds)
+            cache = dict(zip(self.group_labels.tolist(), parts, strict=True))
+            self._row_indices = cache
+        return cache
+
+    def predict(self, params, exog=None) -> np.ndarray:
+        """statsmodels' ``MixedLM.predict``: the fixed-effects mean ``exog @ β`` (no random
+        effects; ``results.predict`` adds the BLUPs). ``params``: a ``MixedLMParams``, a
+        packed vector (β first) or β alone; ``exog``: ``(m, k_fe)``, default the model's.
+        """
+        beta = params.fe_params if isinstance(params, MixedLMParams) else params
+        beta = np.asarray(beta, dtype=float).reshape(-1)[: self.k_fe]
+        if beta.size != self.k_fe:
+            raise ValueError(f"params has {beta.size} entries; expected at least {self.k_fe}")
+        exog = self.exog if exog is None else np.asarray(exog, dtype=float)
+        if exog.ndim != 2 or exog.shape[1] != self.k_fe:
+            raise ValueError(f"exog must have {self.k_fe} columns, got shape {exog.shape}")
+        return exog @ beta
+
+    def get_distribution(self, params, scale: float, exog=None):
+        """statsmodels' ``get_distribution``: the model's distribution at packed ``params``
+        (β, then profile-scale ``tril(Ψ)`` and ``τ``; unsquared) and residual variance
+        ``scale``; its ``rvs(n, rng=None)`` draws one response vector
+        (:class:`mixedjax.inference.distribution.MixedLMDistribution`)."""
+        from mixedjax.inference.distribution import MixedLMDistribution
+
+        return MixedLMDistribution(self, params, scale, exog)
 
     # ----------------------------------------------------------------- fitting
     def fit(
@@ -584,8 +694,12 @@ class MixedLM(PriorWeights):
                 objective inside the jitted fit; see :mod:`mixedjax.fit.penalties`.
             fe_pen: not supported (use :meth:`fit_regularized`).
 
-        ``niter_sa``, ``do_cg``, ``full_output`` and optimiser keywords of statsmodels
-        (``disp``, ``callback``, ``retall``) are accepted and ignored.
+        ``niter_sa``, ``do_cg`` and optimiser keywords of statsmodels (``disp``,
+        ``callback``, ``retall``) are accepted and ignored; ``full_output=True`` records the
+        optimiser's history in ``results.hist``; statsmodels' ``method="cg"`` (scipy's
+        conjugate gradients) selects L-BFGS (the estimate is the same maximum);
+        ``cov_type``, ``cov_kwds`` and ``use_t`` are ignored with statsmodels'
+        ``FutureWarning``.
 
         ``devices`` (a ``jax.sharding.Mesh``, devices, or a count) shards the groups across
         devices (:mod:`mixedjax.fit.sharding`); ``dtype="float32"`` fits in single precision
@@ -603,12 +717,17 @@ class MixedLM(PriorWeights):
         from mixedjax.fit.options import fit_options
         from mixedjax.model.fitting import fit_model
 
+        method, fit_kwargs = _statsmodels_fit_keywords(method, fit_kwargs)
+        self.reml = bool(reml)  # statsmodels: loglike() then evaluates this criterion
         options = fit_options(
             reml=reml, method=method, maxiter=maxiter, gtol=gtol, verbose=verbose, dtype=dtype,
             devices=devices, cov_pen=cov_pen, fe_pen=fe_pen,
             k_re=0 if self.engine == "crossed" else self.k_re, ignored=fit_kwargs,
         )  # fmt: skip
-        return fit_model(self, start_params, free, options)
+        result = fit_model(self, start_params, free, options)
+        if full_output:
+            result._record_history()
+        return result
 
     def _standardized(self, center_re: bool) -> "conditioning.Standardized":
         """Centred and scaled copy of the data (computed once per ``center_re``)."""
@@ -693,6 +812,45 @@ class MixedLM(PriorWeights):
 
 
 # --------------------------------------------------------------------- pure helpers
+#: statsmodels' gradient-based scipy optimiser: it finds the same maximum as L-BFGS, which
+#: mixedjax runs instead (the derivative-free "nm"/"powell" are refused by name)
+_STATSMODELS_OPTIMIZERS = {"cg"}
+#: keywords of statsmodels' base ``fit`` that MixedLM ignores with a FutureWarning (GH#9677)
+_UNUSED_BASE_FIT_KWARGS = {"cov_type", "cov_kwds", "use_t"}
+
+
+def _statsmodels_fit_keywords(method, fit_kwargs: dict) -> tuple:
+    """statsmodels' spellings in ``fit``: its optimiser names, and the base-fit keywords
+    it ignores with a ``FutureWarning`` (the same text as statsmodels 0.15)."""
+    names = [method] if isinstance(method, str) else list(method or [])
+    known = [str(m).lower() for m in names]
+    if known and all(m in _STATSMODELS_OPTIMIZERS for m in known):
+        method = "lbfgs"
+    unused = sorted(set(fit_kwargs) & _UNUSED_BASE_FIT_KWARGS)
+    if unused:
+        ending = "s" if len(unused) > 1 else ""
+        warnings.warn(
+            f"Argument{ending} {', '.join(unused)} not used by MixedLM.fit. Future versions "
+            "will raise on these arguments.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        fit_kwargs = {k: v for k, v in fit_kwargs.items() if k not in unused}
+    return method, fit_kwargs
+
+
+def _formula_output(model: MixedLM, data: pd.DataFrame) -> MixedLM:
+    """A formula model reports pandas results (statsmodels), rows labelled by ``data``'s
+    index (the kept rows)."""
+    model._array_output = False
+    kept = model.__dict__.get("_kept_rows")
+    if getattr(model, "nobs", None) == len(data) or kept is not None:
+        model.row_labels = data.index if kept is None else data.index[kept]
+    if isinstance(model.__dict__.get("data"), ModelData):
+        model.data.row_labels = model.row_labels
+    return model
+
+
 def _loglike_impl(packed, data, structure, k_fe, use_sqrt, has_fe, reml):
     fe, cov_part, vc_part = unpack(packed, k_fe if has_fe else 0, structure.k_re)
     cov, vc = packed_to_cov(cov_part, vc_part, structure.k_re, use_sqrt)

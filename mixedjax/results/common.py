@@ -3,9 +3,10 @@ fixed-effect tests with Satterthwaite/Kenward-Roger df, convergence checks.
 
 :class:`InferenceMixin` needs from its host (``MixedLMResults``, for either engine):
 
-* ``fe_params``, ``bse_fe``, ``_cov_fe`` (lme4's ``vcov``), ``llf``, ``df_modelwc``,
-  ``nobs``, ``k_fe``, ``reml``, ``scale``, ``theta``, ``optim``, ``params`` (statsmodels'
-  packed layout: β, then the profile-scale variance parameters);
+* ``_cov_fe`` (lme4's ``vcov``), ``llf``, ``df_modelwc``, ``nobs``, ``k_fe``, ``reml``,
+  ``scale``, ``theta``, ``optim``, ``_params_pd`` (statsmodels' packed layout as a Series:
+  β, then the profile-scale variance parameters) and ``_output`` (statsmodels' return
+  types: pandas for formula models, ndarrays for array-built ones);
 * ``model.data`` and ``model.structure`` (the engine, see :mod:`mixedjax.engines.gls`);
 * ``_phi``: ``(m,)`` the data-scale variance parameters in the order of ``params`` after β,
   then σ²; ``_cov_user``: ``(m, m)`` their covariance (inverse observed information);
@@ -59,19 +60,20 @@ class InferenceMixin:
     def cov_re_params(self) -> pd.DataFrame:
         """Covariance of the data-scale variance parameters (``params`` order, then σ²)
         from the exact autodiff Hessian of the full likelihood."""
-        names = list(self.params.index[self.k_fe :]) + ["Scale"]
+        names = list(self._params_pd.index[self.k_fe :]) + ["Scale"]
         return pd.DataFrame(self._cov_user, index=names, columns=names)
 
     @property
-    def bse_re(self) -> pd.Series:
-        """Wald standard errors of the data-scale variance parameters (exact Hessian)."""
-        names = list(self.params.index[self.k_fe :])
+    def _bse_re_pd(self) -> pd.Series:
+        names = list(self._params_pd.index[self.k_fe :])
         return pd.Series(np.sqrt(np.diag(self._cov_user))[:-1], index=names)
 
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance of ``params``: lme4's GLS ``vcov`` for β; the delta-method covariance
-        of the profile-scale variance parameters from the exact Hessian for the rest (the
-        blocks are asymptotically uncorrelated)."""
+    @property
+    def bse_re(self):
+        """Wald standard errors of the data-scale variance parameters (exact Hessian)."""
+        return self._output(self._bse_re_pd)
+
+    def _cov_params_pd(self) -> pd.DataFrame:
         J = profile_scale_jacobian(self._phi)
         unknown = np.isnan(np.diag(self._cov_user))  # held on the boundary (crossed engine)
         cov_profile = J @ np.where(np.isnan(self._cov_user), 0.0, self._cov_user) @ J.T
@@ -82,24 +84,37 @@ class InferenceMixin:
         out = np.zeros((m, m))
         out[:k, :k] = self._cov_fe
         out[k:, k:] = cov_profile
-        names = list(self.params.index)
+        names = list(self._params_pd.index)
         return pd.DataFrame(out, index=names, columns=names)
 
+    def cov_params(self):
+        """Covariance ``(k, k)`` of ``params``: lme4's GLS ``vcov`` for β; the delta-method
+        covariance of the profile-scale variance parameters from the exact Hessian for the
+        rest (the blocks are asymptotically uncorrelated). A DataFrame for formula models,
+        an ndarray for array-built ones (statsmodels' convention)."""
+        return self._output(self._cov_params_pd())
+
     @property
-    def bse(self) -> pd.Series:
+    def _bse_pd(self) -> pd.Series:
+        cov = self._cov_params_pd()
+        return pd.Series(np.sqrt(np.diag(cov.to_numpy())), index=cov.index)
+
+    @property
+    def bse(self):
         """Standard errors of ``params``."""
-        return pd.Series(np.sqrt(np.diag(self.cov_params().to_numpy())), index=self.params.index)
+        return self._output(self._bse_pd)
 
     @property
-    def tvalues(self) -> pd.Series:
-        """z statistics of the fixed effects, ``fe_params / bse_fe`` (statsmodels' name)."""
-        return self.fe_params / self.bse_fe
+    def tvalues(self):
+        """z statistics ``params / bse`` of every parameter (statsmodels' layout: the fixed
+        effects first, then the profile-scale variance parameters)."""
+        return self._output(self._params_pd / self._bse_pd)
 
     @property
-    def pvalues(self) -> pd.Series:
-        """Two-sided normal p-values of the fixed effects (z-tests, as statsmodels)."""
-        pvalues = two_sided_normal_pvalue(self.tvalues.to_numpy())
-        return pd.Series(pvalues, index=self.fe_params.index)
+    def pvalues(self):
+        """Two-sided normal p-values of :attr:`tvalues` (z-tests, as statsmodels)."""
+        t = self._params_pd / self._bse_pd
+        return self._output(pd.Series(two_sided_normal_pvalue(t.to_numpy()), index=t.index))
 
     # ------------------------------------------------------------------ df approximations
     @cached_property
@@ -178,8 +193,12 @@ class InferenceMixin:
     def conf_int(
         self, alpha: float = 0.05, method: str = "wald", ddf: str = "asymptotic", progress=None
     ):
-        """F test per fixed-effect term with Satterthwaite or Kenward-Roger df (lmerTest's
-        ``anova(m)``); compare models with :func:`mixedjax.lrt`.
+        """Confidence intervals ``(k, 2)``.
+
+        ``method="wald"`` (statsmodels' ``conf_int``): every parameter of ``params``, the
+        fixed effects with the ``ddf`` reference distribution (normal by default), the
+        variance parameters ``± z·bse``; a DataFrame for formula models, an ndarray for
+        array-built ones. ``method="profile"``: lme4's profile intervals (lme4's names).
 
         Example:
             >>> import mixedjax
@@ -187,14 +206,13 @@ class InferenceMixin:
             >>> m = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
             ...                                   re_formula="~Days")
             >>> r = m.fit()
-            >>> r.anova()[["NumDF", "DenDF"]]  # lmerTest's anova(m)
-                  NumDF  DenDF
-            Days      1   17.0
+            >>> r.conf_int().loc["Days"].round(3).tolist()
+            [7.438, 13.497]
         """
         if method == "wald":
             from mixedjax.inference.fixed_tests import conf_int_wald
 
-            return conf_int_wald(self, alpha, ddf)
+            return self._output(conf_int_wald(self, alpha, ddf))
         if method == "profile":
             from mixedjax.inference.profile import profile_conf_int
 

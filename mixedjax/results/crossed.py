@@ -49,7 +49,7 @@ class CrossedLayout:
         r.term_estimates = terms
         r._cond_cov = [np.asarray(c) for c in est.cond_cov]
         #: ``{group: covariance DataFrame}`` per term (keys as lme4's ``VarCorr``)
-        r.cov_re = {
+        r._cov_re_pd = {
             name: pd.DataFrame(t.cov, index=list(t.names), columns=list(t.names))
             for name, t in zip(varcorr_names(terms), terms, strict=True)
         }
@@ -101,8 +101,8 @@ class CrossedLayout:
     def params(self, r) -> pd.Series:
         """statsmodels' packed parameters: β, then each term's ``tril(Ψ_k)/σ²`` row-major
         (terms in the order given)."""
-        values = np.concatenate([r.fe_params.to_numpy(), r._phi[:-1] / r.scale])
-        return pd.Series(values, index=list(r.fe_params.index) + self._variance_names(r))
+        values = np.concatenate([r._fe_params_pd.to_numpy(), r._phi[:-1] / r.scale])
+        return pd.Series(values, index=list(r._fe_params_pd.index) + self._variance_names(r))
 
     def cov_user(self, r, information) -> np.ndarray:
         """Inverse observed information of ``_phi`` (exact autodiff Hessian of the full
@@ -161,14 +161,15 @@ class CrossedLayout:
     def fittedvalues(self, r) -> np.ndarray:
         """``X β̂ + Z b̂ + offset`` per row."""
         model = r.model
-        fitted = model.exog @ r.fe_params.to_numpy() + model.rows.offset
+        fitted = model.exog @ r._fe_params_pd.to_numpy() + model.rows.offset
         for t, est in zip(model.terms, r.term_estimates, strict=True):
             fitted = fitted + np.einsum("nq,nq->n", t.design, est.condval[t.codes])
         return fitted
 
     # ------------------------------------------------------------------ display
-    def summary(self, r, alpha: float = 0.05) -> "CrossedSummary":
-        return CrossedSummary(r, alpha)
+    def summary(self, r, alpha: float = 0.05, **names) -> "CrossedSummary":
+        """The crossed summary; of statsmodels' names only ``title`` applies."""
+        return CrossedSummary(r, alpha, title=names.get("title"))
 
     def html(self, r) -> str:
         """Notebook display (:func:`mixedjax.display.html.crossed_summary_html`)."""
@@ -210,7 +211,7 @@ def summary_text(results, title: str = "Mixed Linear Model Regression Results") 
         + ", ".join(f"{t.group} {len(t.levels)}" for t in _unique_groups(r.term_estimates)),
     ]
     crit = NormalDist().inv_cdf(0.975)
-    fe, se = r.fe_params, r.bse_fe
+    fe, se = r._fe_params_pd, r._bse_fe_pd
     z = fe / se
     coef = pd.DataFrame(
         {
@@ -247,13 +248,14 @@ def _unique_groups(terms: list[TermEstimate]) -> list[TermEstimate]:
 class CrossedSummary:
     """Summary of a crossed fit; ``str()`` gives the text."""
 
-    def __init__(self, results, alpha: float = 0.05):
+    def __init__(self, results, alpha: float = 0.05, title: str | None = None):
         self.results = results
         self.alpha = alpha
+        self.title = "Mixed Linear Model Regression Results" if title is None else str(title)
 
     def as_text(self) -> str:
         """The summary as plain text (statsmodels' ``Summary.as_text``)."""
-        return summary_text(self.results)
+        return summary_text(self.results, self.title)
 
     __str__ = as_text
     __repr__ = as_text

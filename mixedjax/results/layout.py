@@ -113,7 +113,7 @@ def one_factor_term_estimates(results) -> list[TermEstimate]:
                 TermEstimate(
                     t.group,
                     t.names,
-                    results.cov_re.to_numpy(),
+                    results._cov_re_pd.to_numpy(),
                     t.levels,
                     results._blups[rows, :q],
                     sd_all[rows, :q],

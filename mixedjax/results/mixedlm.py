@@ -243,9 +243,10 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         self.optim = opt.attach(self.check_convergence, self._theta_names)
         self.theta = np.asarray(theta)
         self.scale = float(est.scale)
-        self.fe_params = pd.Series(np.asarray(est.beta), index=model.exog_names)
+        self._array_output = bool(getattr(model, "_array_output", False))
+        self._fe_params_pd = pd.Series(np.asarray(est.beta), index=model.exog_names)
         self._cov_fe = np.asarray(est.cov_beta)
-        self.bse_fe = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
+        self._bse_fe_pd = pd.Series(np.sqrt(np.diag(self._cov_fe)), index=model.exog_names)
         self.llf = -0.5 * float(est.objective) + model.rows.loglik_jacobian
         self.converged = opt.converged
         self.nobs = model.nobs
@@ -280,13 +281,59 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         mask = self.model.structure.diagonal_theta_mask()
         return bool(np.any(np.abs(self.theta[mask]) < SINGULAR_TOL))
 
+    # ------------------------------------------------------------------ return types
+    def _output(self, value):
+        """statsmodels' return types: ``value`` (a Series or DataFrame) as it is for models
+        built from formulas or pandas input, its ndarray for array-built models."""
+        if self._array_output and isinstance(value, pd.Series | pd.DataFrame):
+            return value.to_numpy()
+        return value
+
     # ------------------------------------------------------------------ parameters
     @property
-    def params(self) -> pd.Series:
+    def fe_params(self):
+        """``(k_fe,)`` fixed effects β̂ (a Series named by ``exog_names`` for formula models)."""
+        return self._output(self._fe_params_pd)
+
+    @property
+    def bse_fe(self):
+        """``(k_fe,)`` standard errors of β̂ (lme4's ``vcov``)."""
+        return self._output(self._bse_fe_pd)
+
+    @property
+    def cov_re(self):
+        """Random-effects covariance on the data scale: ``(k_re, k_re)`` for one grouping
+        factor (a DataFrame for formula models), ``{group: DataFrame}`` for several."""
+        return self._output(self._cov_re_pd)
+
+    @property
+    def cov_re_unscaled(self):
+        """``cov_re / scale`` (one grouping factor)."""
+        if "_cov_re_unscaled_pd" not in self.__dict__:
+            raise AttributeError("cov_re_unscaled is defined for one grouping factor only")
+        return self._output(self._cov_re_unscaled_pd)
+
+    @property
+    def _params_pd(self) -> pd.Series:
+        return self._layout.params(self)
+
+    @property
+    def params(self):
         """statsmodels' packed parameters: β, then the profile-scale variance parameters
         (one factor: ``tril(Ψ₁)`` row-major, ``τ₁``; crossed: each term's ``tril(Ψ_k)/σ²``
         in the order the terms were given)."""
-        return self._layout.params(self)
+        return self._output(self._params_pd)
+
+    @property
+    def params_object(self):
+        """The estimates as statsmodels' :class:`~mixedjax.core.covariance.MixedLMParams`
+        (β, and the profile-scale ``cov_re`` and ``vcomp``: what ``model.loglike`` takes)."""
+        from mixedjax.core.covariance import MixedLMParams
+
+        cov = self.__dict__.get("_cov_re_unscaled_pd")
+        cov = np.zeros((0, 0)) if cov is None else cov.to_numpy()
+        vcomp = np.asarray(self._params_pd.to_numpy()[self.k_fe + self.k_re2 :])
+        return MixedLMParams.from_components(self._fe_params_pd.to_numpy(), cov, vcomp)
 
     @property
     def _phi(self) -> np.ndarray:
@@ -345,14 +392,64 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
 
     # ------------------------------------------------------------------ fitted values
     @cached_property
-    def fittedvalues(self) -> np.ndarray:
-        """``X β̂ + Z γ̂ + offset`` per row (conditional fitted values, with the BLUPs)."""
+    def _fittedvalues(self) -> np.ndarray:
+        if getattr(self.model, "endog", None) is None:
+            raise ValueError("the data were removed (remove_data()): no fitted values")
         return self._layout.fittedvalues(self)
 
+    def _rows(self, values: np.ndarray):
+        """Row-level ``values`` as statsmodels returns them: an ndarray for array-built
+        models, a Series on the data's row labels otherwise."""
+        if self._array_output:
+            return values
+        labels = getattr(self.model, "row_labels", None)
+        return pd.Series(values, index=labels if labels is not None else None)
+
     @property
-    def resid(self) -> np.ndarray:
+    def fittedvalues(self):
+        """``X β̂ + Z γ̂ + offset`` per row (conditional fitted values, with the BLUPs)."""
+        return self._rows(self._fittedvalues)
+
+    @property
+    def resid(self):
         """Conditional residuals ``y - fittedvalues``."""
-        return self.model.endog - self.fittedvalues
+        return self._rows(self.model.endog - self._fittedvalues)
+
+    def _record_history(self) -> None:
+        """Keep the optimiser's record as ``hist`` (``fit(full_output=True)``)."""
+        o = self.optim
+        self._hist = [
+            {
+                "method": o.method,
+                "converged": o.converged,
+                "iterations": o.n_iter,
+                "fcalls": o.n_eval,
+                "newton_steps": o.n_newton,
+                "theta_start": o.theta_start,
+                "theta": o.theta,
+                "objective": o.objective,
+                "gradient": o.gradient,
+                "message": o.message,
+            }
+        ]
+
+    @property
+    def hist(self) -> list[dict]:
+        """statsmodels' ``hist`` (after ``fit(full_output=True)``): one dict per optimiser
+        run with its method, counts, start and end ``θ``, objective and gradient."""
+        if "_hist" not in self.__dict__:
+            raise AttributeError("hist is recorded by fit(full_output=True)")
+        return self._hist
+
+    def remove_data(self) -> None:
+        """Drop the row-level data from the model (statsmodels' ``remove_data``): the
+        results keep what their summary needs (computed now), the model keeps its
+        per-group cross-products (``loglike`` still works) but no longer its rows."""
+        self.summary()  # computes and keeps the Wald covariances
+        for name in ("endog", "exog", "exog_re", "exog_z", "group_codes", "_formula_data"):
+            if name in self.model.__dict__:
+                setattr(self.model, name, None)
+        self.__dict__.pop("_fittedvalues", None)
 
     # ------------------------------------------------------------------ display
     def varcorr(self) -> pd.DataFrame:
@@ -369,8 +466,11 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         """
         return self._layout.varcorr(self)
 
-    def summary(self, alpha: float = 0.05):
-        """statsmodels-style summary table (``print(result.summary())``).
+    def summary(self, yname=None, xname_fe=None, xname_re=None, title=None, alpha=0.05):
+        """statsmodels-style summary table (``print(result.summary())``); statsmodels'
+        arguments: ``yname``, ``xname_fe``/``xname_re`` (row names of the fixed effects and
+        of the variance parameters) and ``title``. Where statsmodels is installed the
+        summary is an instance of its ``summary2.Summary``.
 
         Example:
             >>> import mixedjax
@@ -382,7 +482,9 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
             Intercept 1527.500   19.383 78.804 0.000 1489.509 1565.491
             ...
         """
-        return self._layout.summary(self, alpha)
+        return self._layout.summary(
+            self, alpha, yname=yname, xname_fe=xname_fe, xname_re=xname_re, title=title
+        )
 
     def __repr__(self) -> str:
         return (

@@ -10,7 +10,7 @@ each group label to its BLUPs. Models built from an lme4 formula show lme4's ter
 ``ranef()`` and ``varcorr()`` (:func:`mixedjax.results.layout.one_factor_term_estimates`).
 """
 
-from collections.abc import Mapping
+from collections.abc import ItemsView, Mapping, ValuesView
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,10 @@ def _level_of(colname: str) -> str:
     return colname
 
 
-class RandomEffects(Mapping):
-    """Read-only mapping group label -> ``pd.Series`` of that group's BLUPs (statsmodels'
-    ``random_effects``), built per group on access so millions of groups cost nothing.
+class RandomEffects(dict):
+    """Read-only dict group label -> ``pd.Series`` of that group's BLUPs (statsmodels'
+    ``random_effects``: a ``dict`` keyed by the original group values), each Series built
+    on access so millions of groups cost nothing until read.
 
     Example:
         >>> import mixedjax
@@ -37,38 +38,63 @@ class RandomEffects(Mapping):
         >>> r = mixedjax.MixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
         ...                                   re_formula="~Days").fit()
         >>> re = r.random_effects
-        >>> len(re), list(re["308"].index)
-        (18, ['Subject', 'Days'])
+        >>> isinstance(re, dict), len(re), list(re["308"].index)
+        (True, 18, ['Subject', 'Days'])
     """
 
     def __init__(self, labels, values, names_of):
-        self._index = {lab: i for i, lab in enumerate(labels)}
-        self._labels = labels
+        super().__init__((lab, i) for i, lab in enumerate(labels))
         self._values = values
         self._names_of = names_of
 
-    def __getitem__(self, label):
-        i = self._index[label]
+    def _build(self, i: int):
         names, cols = self._names_of(i)
-        return pd.Series(self._values[i, cols], index=names, name=label)
+        return pd.Series(self._values[i, cols], index=names)
 
+    def __getitem__(self, label):
+        i = dict.__getitem__(self, label)
+        out = self._build(i)
+        out.name = label
+        return out
+
+    # Defined (not inherited) so that dict(re), {**re} and pandas read values through
+    # __getitem__ rather than the stored row indices.
     def __iter__(self):
-        return iter(self._labels)
+        return dict.__iter__(self)
 
-    def __len__(self) -> int:
-        return len(self._labels)
+    def get(self, label, default=None):
+        return self[label] if label in self else default
+
+    def values(self):
+        return ValuesView(self)
+
+    def items(self):
+        return ItemsView(self)
+
+    def copy(self) -> dict:
+        return dict(self.items())
+
+    def __reduce__(self):
+        return (dict, (self.copy(),))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} groups)"
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} is read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
 
 
 class ConditionalCovariances(RandomEffects):
-    """Mapping group label -> conditional covariance ``pd.DataFrame`` of its random effects."""
+    """Dict group label -> conditional covariance ``pd.DataFrame`` of its random effects."""
 
-    def __init__(self, labels, cond_cov, names_of):
-        super().__init__(labels, cond_cov, names_of)
-
-    def __getitem__(self, label):
-        i = self._index[label]
+    def _build(self, i: int):
         names, cols = self._names_of(i)
         return pd.DataFrame(self._values[i][np.ix_(cols, cols)], index=names, columns=names)
+
+    def __getitem__(self, label):
+        return self._build(dict.__getitem__(self, label))
 
 
 class OneFactorLayout:
@@ -76,14 +102,15 @@ class OneFactorLayout:
 
     def populate(self, r, est: Estimates) -> None:
         """Set statsmodels' covariance attributes and the per-group BLUPs on the (not yet
-        frozen) results ``r``: ``cov_re_unscaled``, ``cov_re``, ``vcomp``, ``_blups``
+        frozen) results ``r``: ``_cov_re_unscaled_pd``, ``_cov_re_pd`` (the DataFrames behind
+        ``cov_re_unscaled`` and ``cov_re``), ``vcomp``, ``_blups``
         ``(g, r)`` and ``_cond_cov`` ``(g, r, r)`` (padded groups dropped)."""
         model, g = r.model, r.model.n_groups
         cov1, vc1 = theta_to_cov(np.asarray(r.theta), model.structure)
-        r.cov_re_unscaled = pd.DataFrame(
+        r._cov_re_unscaled_pd = pd.DataFrame(
             np.asarray(cov1), index=model.exog_re_names, columns=model.exog_re_names
         )
-        r.cov_re = r.cov_re_unscaled * r.scale
+        r._cov_re_pd = r._cov_re_unscaled_pd * r.scale
         r.vcomp = np.asarray(vc1) * r.scale
         r._blups = np.asarray(est.blups)[:g]
         r._cond_cov = np.asarray(est.cond_cov)[:g]
@@ -99,13 +126,17 @@ class OneFactorLayout:
         """statsmodels' packed parameters: β, ``tril(Ψ₁)`` row-major, ``τ₁``."""
         rows, cols = np.tril_indices(r.k_re)
         values = np.concatenate(
-            [r.fe_params.to_numpy(), r.cov_re_unscaled.to_numpy()[rows, cols], r.vcomp / r.scale]
+            [
+                r._fe_params_pd.to_numpy(),
+                r._cov_re_unscaled_pd.to_numpy()[rows, cols],
+                r.vcomp / r.scale,
+            ]
         )
         return pd.Series(values, index=r.model.param_names)
 
     def phi(self, r) -> np.ndarray:
         rows, cols = np.tril_indices(r.k_re)
-        return np.concatenate([r.cov_re.to_numpy()[rows, cols], r.vcomp, [r.scale]])
+        return np.concatenate([r._cov_re_pd.to_numpy()[rows, cols], r.vcomp, [r.scale]])
 
     def engine_phi(self, r) -> np.ndarray:
         return r._phi
@@ -194,14 +225,16 @@ class OneFactorLayout:
     def fittedvalues(self, r) -> np.ndarray:
         """``X β̂ + Z γ̂ + offset`` per row (conditional fitted values, with the BLUPs)."""
         model = r.model
-        fixed = model.exog @ r.fe_params.to_numpy() + model.rows.offset
+        fixed = model.exog @ r._fe_params_pd.to_numpy() + model.rows.offset
         return fixed + np.einsum("nr,nr->n", model.exog_z, r._blups[model.group_codes])
 
     # ------------------------------------------------------------------ display
-    def summary(self, r, alpha: float = 0.05):
-        from mixedjax.display.text import Summary
+    def summary(self, r, alpha: float = 0.05, **names):
+        """statsmodels' summary (``names``: ``yname``, ``xname_fe``, ``xname_re``,
+        ``title``), as statsmodels' ``Summary`` type where statsmodels is installed."""
+        from mixedjax.display.text import statsmodels_summary_class
 
-        return Summary(r, alpha)
+        return statsmodels_summary_class()(r, alpha, **names)
 
     def html(self, r) -> str:
         """The styled summary (:func:`mixedjax.display.html.summary_html`)."""
