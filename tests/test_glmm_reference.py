@@ -18,8 +18,8 @@ import pytest
 import mixedjax
 from tests.conftest import REFERENCE_DIR
 
-DEFAULT = ["cbpp_laplace", "cbpp_agq25", "counts_slope", "cbpp_zero_herd"]
-SLOW = ["cbpp_probit", "cbpp_cloglog", "counts_agq25", "binary_slope", "cbpp_nagq0"]
+DEFAULT = ["cbpp_laplace", "counts_slope", "cbpp_zero_herd"]
+SLOW = ["cbpp_agq25", "cbpp_probit", "cbpp_cloglog", "counts_agq25", "binary_slope", "cbpp_nagq0"]
 CASES = DEFAULT + [pytest.param(c, marks=pytest.mark.slow) for c in SLOW]
 
 
@@ -103,6 +103,7 @@ def test_fitted_residuals_and_predictions_match_lme4(fitted, case):
     np.testing.assert_allclose(fit.predict(head), ref["fitted_head"], **tol)
 
 
+@pytest.mark.slow
 def test_laplace_and_quadrature_logliks_are_comparable(fitted):
     """Both llf values are the full marginal log-likelihood: for cbpp the 25-node value is
     the (near-)exact one, and Laplace is within a fraction of a unit of it."""
@@ -142,6 +143,7 @@ def test_new_levels_get_population_predictions(fitted):
     np.testing.assert_allclose(fit.predict(new), np.exp(link), rtol=1e-14)
 
 
+@pytest.mark.slow
 def test_nagq0_objective_and_pirls_fixed_effects_match_lme4(fitted):
     """nAGQ = 0 without a fit: at lme4's θ, β̃(θ) from the joint penalised IRLS and the
     deviance D(θ, β̃(θ)) are lme4's."""
