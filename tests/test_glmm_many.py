@@ -30,7 +30,7 @@ def test_fit_many_equals_single_fits(cbpp):
         "sim_a": rng.binomial(size, 0.2) / size,
         "sim_b": rng.binomial(size, 0.1) / size,
     })  # fmt: skip
-    batch = fit_many_glmm(model, Y)
+    batch = model.fit_many(Y)
     assert batch.names == ["observed", "sim_a", "sim_b"] and batch.converged.all()
     for j, name in enumerate(batch.names):
         single = mixedjax.MixedGLM(

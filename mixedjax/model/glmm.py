@@ -185,12 +185,10 @@ class MixedGLM:
                 f"glmer: the {self.family.name} family needs an estimated dispersion, which "
                 "the GLMM fit does not do yet; binomial and poisson are supported"
             )
-        groups = {t.group for t in terms}
-        if len(groups) != 1:
-            raise ValueError(
-                f"glmer: one grouping factor is supported so far; the formula has {sorted(groups)}"
-                " (crossed or nested factors are not implemented for GLMMs)"
-            )
+        groups = list(dict.fromkeys(t.group for t in terms))
+        #: "one-factor" (per-group modes, vmapped) or "crossed" (several grouping factors,
+        #: crossed or nested: joint modes, :mod:`mixedjax.engines.laplace_terms`)
+        self.engine = "one-factor" if len(groups) == 1 else "crossed"
         n = endog.size
         self.endog = endog
         self.endog_names = endog_name
@@ -212,6 +210,9 @@ class MixedGLM:
                 "nAGQ must be a non-negative integer (0: Laplace with the fixed effects from "
                 f"PIRLS; 1: Laplace; > 1: adaptive Gauss-Hermite), got {nAGQ!r}"
             )
+        if self.engine == "crossed":
+            self._setup_terms(terms, X, groups, nAGQ)
+            return
         Z, structure, ordered, lme4_order = _random_design(terms)
         if nAGQ > 1 and structure.n_random != 1:
             raise ValueError(
@@ -229,6 +230,30 @@ class MixedGLM:
         self.group_labels = np.asarray(terms[0].levels).astype(str)
         self.group_name = terms[0].group
         self.n_groups = len(self.group_labels)
+        self.k_fe = X.shape[1]
+        self.formula = None
+        self.data = None
+
+    def _setup_terms(self, terms, X, groups, nAGQ) -> None:  # noqa: N803
+        """The attributes of a model on several grouping factors (lme4's term order:
+        decreasing number of levels; ``θ`` term by term)."""
+        from mixedjax.design.crossed import CrossedStructure
+
+        if nAGQ != 1:
+            raise ValueError(
+                f"nAGQ = {nAGQ}: a model with several grouping factors ({', '.join(groups)}) "
+                "is fitted by the Laplace approximation only (nAGQ = 1), as in lme4"
+            )
+        terms = sorted(terms, key=lambda t: -t.n_levels)
+        structure = CrossedStructure(
+            tuple(t.q for t in terms), tuple(t.n_levels for t in terms), X.shape[1]
+        )
+        self.nAGQ = 1
+        self.terms = self.structure_terms = terms
+        self.structure = structure
+        self.theta_lme4_order = np.arange(structure.n_theta)
+        self.group_name = ", ".join(groups)
+        self.n_groups = tuple({t.group: t.n_levels for t in terms}[g] for g in groups)
         self.k_fe = X.shape[1]
         self.formula = None
         self.data = None
@@ -291,9 +316,25 @@ class MixedGLM:
     def fit(self, maxiter: int = 200, gtol: float = 1e-10):
         """Fit by maximum (approximate) likelihood; returns
         :class:`~mixedjax.results.glmm.MixedGLMResults`."""
+        if self.engine == "crossed":
+            from mixedjax.results.glmm_crossed import fit_crossed_results
+
+            return fit_crossed_results(self, maxiter=maxiter, gtol=gtol)
         from mixedjax.results.glmm import fit_results
 
         return fit_results(self, maxiter=maxiter, gtol=gtol)
+
+    def fit_many(self, Y, maxiter: int = 200, gtol: float = 1e-10):
+        """Fit each column of ``Y (n, k)`` on this design in one compiled call; a
+        :class:`~mixedjax.batch.glmm.GLMMBatchResults` (see :mod:`mixedjax.batch.glmm`)."""
+        if self.engine == "crossed":
+            raise ValueError(
+                "fit_many is available for GLMMs with one grouping factor; this model has "
+                f"several ({self.group_name}): fit each response with fit()"
+            )
+        from mixedjax.batch.glmm import fit_many_glmm
+
+        return fit_many_glmm(self, Y, maxiter=maxiter, gtol=gtol)
 
     def __repr__(self) -> str:
         fam = f"{self.family.name}({self.family.link.name})"
