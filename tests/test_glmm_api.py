@@ -52,8 +52,8 @@ def test_unsupported_models_raise_clear_errors(cbpp, counts):
         with pytest.raises(ValueError, match="nAGQ must be a non-negative integer"):
             mixedjax.glmer(f, cbpp, nAGQ=bad)
     crossed = counts.assign(h=np.tile(["a", "b", "c"], len(counts) // 3))
-    with pytest.raises(ValueError, match="one grouping factor is supported"):
-        mixedjax.glmer("y ~ x + (1 | g) + (1 | h)", crossed, family="poisson")
+    with pytest.raises(ValueError, match=r"several grouping factors \(g, h\).*nAGQ = 1"):
+        mixedjax.glmer("y ~ x + (1 | g) + (1 | h)", crossed, family="poisson", nAGQ=2)
     with pytest.raises(ValueError, match="Gamma family needs an estimated dispersion"):
         mixedjax.glmer("y ~ x + (1 | g)", counts.assign(y=counts["y"] + 1), family="Gamma")
     with pytest.raises(ValueError, match="cbind.*binomial, not poisson"):
