@@ -93,16 +93,16 @@ def test_fit_llf_equals_dense_mvn_at_estimate():
     for reml in (True, False):
         res = model.fit(reml=reml)
         V = res.scale * _dense_G_blocks(
-            model, res.cov_re_unscaled.to_numpy(), res.vcomp / res.scale, groups, cask
+            model, np.asarray(res.cov_re_unscaled), res.vcomp / res.scale, groups, cask
         )
         expected = -0.5 * _dense_objective(y, X, V, reml)
         np.testing.assert_allclose(res.llf, expected, rtol=1e-10)
         # beta is the GLS estimate under the fitted V
         Vinv = np.linalg.inv(V)
         beta = np.linalg.solve(X.T @ Vinv @ X, X.T @ Vinv @ y)
-        np.testing.assert_allclose(res.fe_params.to_numpy(), beta, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(res.fe_params), beta, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(
-            res.cov_params().to_numpy()[:3, :3], np.linalg.inv(X.T @ Vinv @ X), rtol=1e-9
+            np.asarray(res.cov_params())[:3, :3], np.linalg.inv(X.T @ Vinv @ X), rtol=1e-9
         )
 
 

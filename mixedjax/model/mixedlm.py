@@ -612,7 +612,7 @@ class MixedLM(PriorWeights):
             raise ValueError("hessian needs params with fe_params")
         packed = jnp.asarray(p.get_packed(use_sqrt=False, has_fe=True))
         reml = self.reml if reml is None else bool(reml)
-        hess = np.asarray(
+        hess = np.array(  # a writable copy (statsmodels' callers scale it in place)
             _hessian_packed(packed, *self._statsmodels_likelihood, self.k_fe, False, True, reml)
         )
         cov = np.asarray(p.cov_re, dtype=float)

@@ -333,7 +333,9 @@ class MixedLMResults(InferenceMixin, PostFitMethods):
         cov = self.__dict__.get("_cov_re_unscaled_pd")
         cov = np.zeros((0, 0)) if cov is None else cov.to_numpy()
         vcomp = np.asarray(self._params_pd.to_numpy()[self.k_fe + self.k_re2 :])
-        return MixedLMParams.from_components(self._fe_params_pd.to_numpy(), cov, vcomp)
+        return MixedLMParams.from_components(
+            fe_params=self._fe_params_pd.to_numpy(), cov_re=cov, vcomp=vcomp
+        )
 
     @property
     def _phi(self) -> np.ndarray:
