@@ -64,6 +64,11 @@ class ModelData(GroupedData):
     def _make(cls, iterable) -> GroupedData:
         return GroupedData._make(iterable)
 
+    def __reduce__(self):
+        # pickle would rebuild through __new__ (a plain GroupedData, which cannot take the
+        # names): rebuild the subclass with its attributes instead
+        return _rebuild_model_data, (tuple(self), dict(self.__dict__))
+
     @classmethod
     def of(cls, data: GroupedData, model) -> "ModelData":
         """``data`` with ``model``'s statsmodels names attached."""
@@ -76,6 +81,13 @@ class ModelData(GroupedData):
         out.exog_re_names_full = names[model.k_fe : model.k_fe + model.k_re2]
         out.row_labels = model.row_labels
         return out
+
+
+def _rebuild_model_data(fields: tuple, names: dict) -> ModelData:
+    """Unpickle a :class:`ModelData`."""
+    out = tuple.__new__(ModelData, fields)
+    out.__dict__.update(names)
+    return out
 
 
 class MixedLM(PriorWeights):
