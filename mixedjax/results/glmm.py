@@ -35,6 +35,9 @@ from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.fit.options import ConvergenceWarning
 from mixedjax.results.layout import TermEstimate, ranef_frame, varcorr_frame
 
+#: lme4's ``isSingular`` tolerance.
+SINGULAR_TOL = 1e-4
+
 
 def canonical_theta(theta: np.ndarray, structure) -> np.ndarray:
     """``θ`` with the same ``Λ Λ'`` and a non-negative diagonal (the deviance depends on
@@ -145,6 +148,13 @@ class MixedGLMResults:
             )
         inv = np.where(eigval > tol, 1.0 / np.where(eigval > tol, eigval, 1.0), 0.0)
         return 2.0 * (eigvec * inv) @ eigvec.T
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular(tol = 1e-4)``: a standard-deviation-like ``θ`` entry (a diagonal
+        entry of a relative factor) below 1e-4."""
+        mask = self.model.structure.diagonal_theta_mask()
+        return bool(np.any(np.abs(self._theta_structure[mask]) < SINGULAR_TOL))
 
     # ----------------------------------------------------------------- random effects
     def _term_estimates(self) -> list[TermEstimate]:
@@ -334,6 +344,7 @@ class GLMMSummary:
                 ["No. Observations:", str(m.nobs)],
                 [f"Groups ({m.group_name}):", str(m.n_groups)],
                 ["Converged:", "Yes" if r.converged else "No"],
+                ["Singular:", "Yes" if r.is_singular else "No"],
             ]
         )
         stats = self.fit_statistics.map(lambda v: f"{v:.1f}" if isinstance(v, float) else str(v))
