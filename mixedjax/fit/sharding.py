@@ -69,7 +69,9 @@ def data_shardings(mesh: Mesh) -> GroupedData:
 
 
 def shard_groups(data: GroupedData, mesh: Mesh) -> GroupedData:
-    """Pad the group axis to a multiple of the mesh size and place ``data`` on the mesh."""
+    """Pad the group axis to a multiple of the mesh size and place ``data`` on the mesh
+    (a plain :class:`GroupedData`, whatever subclass came in: the shardings are one)."""
+    data = GroupedData(*data)
     n_dev = mesh.shape[GROUP_AXIS]
     n_groups = data.ZtZ.shape[0]
     data = pad_groups(data, -(-n_groups // n_dev) * n_dev)
