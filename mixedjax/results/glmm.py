@@ -99,34 +99,45 @@ class MixedGLMResults:
         beta = x[n_theta:]
         self.fe_params = pd.Series(beta, index=model.exog_names)
         self.hessian = hessian
-        self.objective = float(out.opt.value)
-        self.llf = -0.5 * self.objective
-        self.n_params = n_theta + model.k_fe
-        n = model.nobs
-        self.aic = -2.0 * self.llf + 2.0 * self.n_params
-        self.bic = -2.0 * self.llf + np.log(n) * self.n_params
-        self.df_resid = n - self.n_params
-        self.minus2loglik = -2.0 * self.llf
-        self.status = int(out.opt.status)
-        self.converged = self.status == STATUS_CONVERGED
-        if not self.converged:
-            warnings.warn(
-                f"GLMM fit: {STATUS_MESSAGES[self.status]} (scaled gradient "
-                f"{float(out.opt.scaled_grad):.2e})",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        self._fit_statistics(out.opt, n_theta)
         if model.nAGQ == 0:  # β given θ (lme4's RX'RX); the Hessian is over θ only
             self._covariance(hessian)  # warns if θ̂ is not at a minimum
             cov_fe = np.linalg.inv(np.asarray(out.fixed_information))
         else:
             cov_fe = self._covariance(hessian)[n_theta:, n_theta:]
-        self.cov_fe = pd.DataFrame(cov_fe, index=model.exog_names, columns=model.exog_names)
-        self.bse_fe = pd.Series(np.sqrt(np.maximum(np.diag(cov_fe), 0.0)), index=model.exog_names)
+        self._fixed_covariance(cov_fe)
         self._factor = np.asarray(theta_to_factor(jnp.asarray(self._theta_structure), structure))
         self._modes = np.asarray(out.modes)
         self._gamma = self._modes @ np.asarray(theta_to_factor(out.opt.x[:n_theta], structure)).T
         self._cond_cov = np.asarray(out.cond_cov)
+
+    def _fit_statistics(self, opt, n_theta: int) -> None:
+        """``objective``, ``llf``, ``aic``, ``bic``, ``df_resid``, ``minus2loglik``,
+        ``status`` and ``converged`` from the optimiser's result (a warning if it did not
+        converge)."""
+        n = self.model.nobs
+        self.objective = float(opt.value)
+        self.llf = -0.5 * self.objective
+        self.n_params = n_theta + self.model.k_fe
+        self.aic = -2.0 * self.llf + 2.0 * self.n_params
+        self.bic = -2.0 * self.llf + np.log(n) * self.n_params
+        self.df_resid = n - self.n_params
+        self.minus2loglik = -2.0 * self.llf
+        self.status = int(opt.status)
+        self.converged = self.status == STATUS_CONVERGED
+        if not self.converged:
+            warnings.warn(
+                f"GLMM fit: {STATUS_MESSAGES[self.status]} (scaled gradient "
+                f"{float(opt.scaled_grad):.2e})",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _fixed_covariance(self, cov_fe: np.ndarray) -> None:
+        """``cov_fe`` and ``bse_fe`` (named by the fixed effects)."""
+        names = self.model.exog_names
+        self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+        self.bse_fe = pd.Series(np.sqrt(np.maximum(np.diag(cov_fe), 0.0)), index=names)
 
     def _covariance(self, hessian: np.ndarray) -> np.ndarray:
         """``2 H⁻¹`` (lme4's ``vcov`` of ``(θ, β)``), with a warning if ``H`` is not

@@ -10,8 +10,6 @@ by factor (a DataFrame of levels x terms each, as the crossed LMM), and the line
 predictor ``Xβ̂ + o + Σ_k Z_k γ̂_k`` on the training rows.
 """
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,8 +19,6 @@ from mixedjax.design.crossed import CrossedStructure
 from mixedjax.engines.crossed import term_factors
 from mixedjax.engines.laplace_terms import term_rows
 from mixedjax.fit.glmm_terms import fit_glmm_terms, lme4_start
-from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
-from mixedjax.fit.options import ConvergenceWarning
 from mixedjax.results.glmm import MixedGLMResults
 from mixedjax.results.layout import TermEstimate
 
@@ -58,25 +54,8 @@ class CrossedGLMMResults(MixedGLMResults):
         self._theta_structure = self.theta
         self.fe_params = pd.Series(x[n_theta:], index=model.exog_names)
         self.hessian = np.asarray(out.hessian)
-        self.objective = float(out.opt.value)
-        self.llf = -0.5 * self.objective
-        self.n_params = n_theta + model.k_fe
-        self.aic = -2.0 * self.llf + 2.0 * self.n_params
-        self.bic = -2.0 * self.llf + np.log(model.nobs) * self.n_params
-        self.df_resid = model.nobs - self.n_params
-        self.minus2loglik = -2.0 * self.llf
-        self.status = int(out.opt.status)
-        self.converged = self.status == STATUS_CONVERGED
-        if not self.converged:
-            warnings.warn(
-                f"GLMM fit: {STATUS_MESSAGES[self.status]} (scaled gradient "
-                f"{float(out.opt.scaled_grad):.2e})",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        cov_fe = self._covariance(self.hessian)[n_theta:, n_theta:]
-        self.cov_fe = pd.DataFrame(cov_fe, index=model.exog_names, columns=model.exog_names)
-        self.bse_fe = pd.Series(np.sqrt(np.maximum(np.diag(cov_fe), 0.0)), index=model.exog_names)
+        self._fit_statistics(out.opt, n_theta)
+        self._fixed_covariance(self._covariance(self.hessian)[n_theta:, n_theta:])
         self._factors = [np.asarray(T) for T in term_factors(jnp.asarray(self.theta), structure)]
         self._gammas = [np.asarray(g) for g in out.random_effects]
         self._cond_covs = [np.asarray(c) for c in out.cond_cov]
