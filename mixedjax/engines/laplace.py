@@ -100,26 +100,23 @@ def _per_group(fn, family):
     return jax.vmap(partial(fn, family=family), in_axes=(0, None, 0, 0, 0, 0))
 
 
-def _newton_mode(u0, factor, eta_fixed, y, weights, Z, family: Family):
-    """Minimise one group's ``f_i`` by Newton's method with step halving (``(r,)``)."""
-    f = partial(group_deviance, factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z)
-    f = partial(f, family=family)
-    derivatives = partial(
-        group_score_hessian, factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z,
-        family=family,
-    )  # fmt: skip
+def damped_newton(f, newton_step, u0, max_iter: int = MODE_MAX_ITER, step_tol=MODE_STEP_TOL):
+    """Minimise ``f`` from ``u0`` by Newton's method with step halving (pure; a
+    ``while_loop``). ``newton_step(u)`` returns ``(∇f(u), -∇²f(u)⁻¹∇f(u))``.
+
+    Near the mode (Newton decrement ``g'H⁻¹g`` below 1e-8) the full step is taken whatever
+    the rounding of ``f`` says: ``f`` alone resolves ``u`` only to about ``√eps``. Stops when
+    the step is below ``step_tol (1 + max|u|)``, when no halving lowers ``f``, or after
+    ``max_iter`` steps.
+    """
 
     def cond(state):
         _, _, k, done = state
-        return (k < MODE_MAX_ITER) & ~done
+        return (k < max_iter) & ~done
 
     def body(state):
         u, value, k, _ = state
-        grad, hess = derivatives(u)
-        L = smallmat.cholesky(hess)
-        step = -smallmat.cho_solve(L, grad[:, None])[:, 0]
-        # Near the mode (Newton decrement g'H⁻¹g small) the full step is taken whatever
-        # the rounding of f says: f alone resolves u only to about √eps.
+        grad, step = newton_step(u)
         near = -(grad @ step) < 1e-8
 
         def halve_cond(s):
@@ -133,13 +130,29 @@ def _newton_mode(u0, factor, eta_fixed, y, weights, Z, family: Family):
         t, trial, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f(u + step), 0))
         accept = near | (trial <= value)
         new_u = jnp.where(accept, u + t * step, u)
-        small = jnp.max(jnp.abs(t * step)) <= MODE_STEP_TOL * (1.0 + jnp.max(jnp.abs(u)))
+        small = jnp.max(jnp.abs(t * step)) <= step_tol * (1.0 + jnp.max(jnp.abs(u)))
         done = small | ~accept | ~jnp.isfinite(trial)
         return new_u, jnp.where(accept, trial, value), k + 1, done
 
     state = (u0, f(u0), jnp.asarray(0), jnp.asarray(False))
     u, _, _, _ = jax.lax.while_loop(cond, body, state)
     return u
+
+
+def _newton_mode(u0, factor, eta_fixed, y, weights, Z, family: Family):
+    """Minimise one group's ``f_i`` (``(r,)``; :func:`damped_newton`)."""
+    f = partial(group_deviance, factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z)
+    f = partial(f, family=family)
+    derivatives = partial(
+        group_score_hessian, factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z,
+        family=family,
+    )  # fmt: skip
+
+    def newton_step(u):
+        grad, hess = derivatives(u)
+        return grad, -smallmat.cho_solve(smallmat.cholesky(hess), grad[:, None])[:, 0]
+
+    return damped_newton(f, newton_step, u0)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1))

@@ -42,6 +42,7 @@ import numpy as np
 from mixedjax.core.families import Family
 from mixedjax.design.crossed import CrossedStructure
 from mixedjax.engines.crossed import term_factors
+from mixedjax.engines.laplace import damped_newton
 
 #: Largest number of random effects ``N`` (the mode problem's Hessian is dense ``(N, N)``).
 MAX_RANDOM = 6000
@@ -147,35 +148,13 @@ def _newton_mode(theta, beta, rows, family, structure, n_random):
                 structure=structure)  # fmt: skip
     grad_f = jax.grad(f)
 
-    def cond(state):
-        _, _, k, done = state
-        return (k < MODE_MAX_ITER) & ~done
-
-    def body(state):
-        u, value, k, _ = state
+    def newton_step(u):
         grad = grad_f(u)
         L = jnp.linalg.cholesky(mode_hessian(u, theta, beta, rows, family, structure))
-        step = -jax.scipy.linalg.cho_solve((L, True), grad)
-        near = -(grad @ step) < 1e-8  # within rounding of f: take the full step
+        return grad, -jax.scipy.linalg.cho_solve((L, True), grad)
 
-        def halve_cond(s):
-            t, trial, j = s
-            return ~near & ~(trial <= value) & (j < 40)
-
-        def halve_body(s):
-            t, _, j = s
-            return 0.5 * t, f(u + 0.5 * t * step), j + 1
-
-        t, trial, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f(u + step), 0))
-        accept = near | (trial <= value)
-        new_u = jnp.where(accept, u + t * step, u)
-        small = jnp.max(jnp.abs(t * step)) <= MODE_STEP_TOL * (1.0 + jnp.max(jnp.abs(u)))
-        done = small | ~accept | ~jnp.isfinite(trial)
-        return new_u, jnp.where(accept, trial, value), k + 1, done
-
-    u0 = jnp.zeros(n_random, theta.dtype)
-    u, _, _, _ = jax.lax.while_loop(cond, body, (u0, f(u0), jnp.asarray(0), jnp.asarray(False)))
-    return u
+    return damped_newton(f, newton_step, jnp.zeros(n_random, theta.dtype), MODE_MAX_ITER,
+                         MODE_STEP_TOL)  # fmt: skip
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1))
