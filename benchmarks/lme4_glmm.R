@@ -24,9 +24,9 @@ fit <- switch(case,
   many = function() {
     d$g <- factor(d$g)
     cols <- grep("^y", names(d), value = TRUE)[seq_len(reps)]
-    m <- NULL
-    for (c in cols) m <- glmer(as.formula(paste(c, "~ x + (1 | g)")), data = d, family = binomial)
-    m
+    fits <- lapply(cols, function(c) glmer(as.formula(paste(c, "~ x + (1 | g)")), data = d,
+                                            family = binomial))
+    fits[[1]]  # the first response's fit, as the Python side reports
   }
 )
 m <- fit()
