@@ -9,17 +9,14 @@ one pytest item each, under their own names (``test_r[False-True-lme00.csv]``, .
 
 Exclusions (:data:`EXCLUDED`) are marked ``xfail(strict=True)`` with their reason: a test
 that starts passing fails the suite, so the list cannot go stale. statsmodels' own
-``@pytest.mark.slow`` marks are kept and :data:`SLOW` adds two, so the default run skips the
-heavy tests and the slow run (``-m slow``) has them. ``TestMixedLM`` also gains
-``test_vcomp_2_without_a_local_function``: statsmodels' ``test_vcomp_2`` without the
-statements about a function local to the test (see its exclusion).
+``@pytest.mark.slow`` marks are kept and :data:`SLOW` adds one, so the default run skips the
+heavy tests and the slow run (``-m slow``) has them.
 
 Below them, tests of the statsmodels API that the file uses only in passing, against
 independent oracles (statsmodels itself, lme4's reference fits, closed forms).
 """
 
 import ast
-import copy
 import importlib
 import sys
 import tempfile
@@ -73,23 +70,11 @@ EXCLUDED: dict[str, str] = {
     ),
     "TestMixedLM::test_compare_numdiff[False-False-False]": _HESSIAN_REASON,
     "TestMixedLM::test_compare_numdiff[False-True-False]": _HESSIAN_REASON,
-    "TestMixedLM::test_vcomp_2": (
-        "not yet supported: formulas are evaluated by mixedjax.spec.formula without the "
-        "caller's namespace (statsmodels' eval_env), so 'y ~ times_two(x1) + x2' with a "
-        "function local to the test raises NameError; the same model without it matches "
-        "the R numbers (test_vcomp_2_without_a_local_function below)."
-    ),
 }
 
 
-#: names of statsmodels' test_vcomp_2 that only serve its local-function formula
-_LOCAL_FUNCTION_NAMES = {"times_two", "model1_env", "result1_env"}
-
-
 class _SwapImport(ast.NodeTransformer):
-    """statsmodels' ``MixedLM``/``MixedLMParams`` import -> mixedjax's; private helpers out;
-    ``TestMixedLM`` gains ``test_vcomp_2_without_a_local_function`` (statsmodels' own
-    ``test_vcomp_2`` less its statements about the local ``times_two``)."""
+    """statsmodels' ``MixedLM``/``MixedLMParams`` import -> mixedjax's; private helpers out."""
 
     def __init__(self):
         self.swapped = False
@@ -106,22 +91,6 @@ class _SwapImport(ast.NodeTransformer):
                 level=0,
             )
         return node
-
-    def visit_ClassDef(self, node):
-        if node.name == "TestMixedLM":
-            original = next(f for f in node.body if getattr(f, "name", None) == "test_vcomp_2")
-            variant = copy.deepcopy(original)
-            variant.name = "test_vcomp_2_without_a_local_function"
-            variant.body = [
-                stmt
-                for stmt in variant.body
-                if not any(
-                    isinstance(n, ast.Name) and n.id in _LOCAL_FUNCTION_NAMES
-                    for n in ast.walk(stmt)
-                )
-            ]
-            node.body.append(variant)
-        return self.generic_visit(node)
 
     def visit_Module(self, node):
         node.body = [
@@ -163,7 +132,6 @@ def _load_rewritten():
 #: id -> why. The default run keeps every other test of the file.
 SLOW: dict[str, str] = {
     "TestMixedLM::test_vcomp_2": "1,600 rows, 14 random effects per group: ~25 s on 2 cores",
-    "TestMixedLM::test_vcomp_2_without_a_local_function": "as test_vcomp_2",
 }
 
 

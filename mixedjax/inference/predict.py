@@ -30,6 +30,7 @@ from mixedjax.core.covariance import theta_to_factor
 from mixedjax.design.crossed import CrossedStructure
 from mixedjax.engines.crossed import term_factors
 from mixedjax.inference.intervals import interval_frame
+from mixedjax.spec.evaluation import in_namespace_of
 from mixedjax.spec.formula import spec_matrix
 from mixedjax.spec.lme4_formula import parse_formula
 from mixedjax.spec.offsets import split_offsets
@@ -247,6 +248,7 @@ def predict_frame(
     return interval_frame(pred, interval, alpha, lambda: var, results.scale / weights)
 
 
+@in_namespace_of(lambda results: results.model)
 def predict(
     results,
     newdata=None,

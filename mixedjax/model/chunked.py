@@ -31,6 +31,7 @@ from mixedjax.core.progress import progress as progress_bar
 from mixedjax.design.groups import GroupedData, pad_groups
 from mixedjax.design.weights import NO_WEIGHTS
 from mixedjax.model.mixedlm import MixedLM, bucket_size
+from mixedjax.spec.evaluation import caller_namespace, evaluated_in
 
 
 class ChunkedMixedLM(MixedLM):
@@ -150,25 +151,22 @@ class _Accumulator:
 
 def _design(chunk: pd.DataFrame, formula: str, re_formula: str | None, specs):
     """Evaluate the formulas on a chunk with the encoding fixed by the first chunk."""
-    import formulaic
     from formulaic.errors import FormulaicError
+
+    from mixedjax.spec.evaluation import matrix_from_spec, model_matrix
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # unseen categorical levels become NaN otherwise
             if specs is None:
-                fixed = formulaic.model_matrix(formula, chunk, na_action="ignore")
-                re = (
-                    formulaic.model_matrix(re_formula, chunk, na_action="ignore")
-                    if re_formula
-                    else None
-                )
+                fixed = model_matrix(formula, chunk)
+                re = model_matrix(re_formula, chunk) if re_formula else None
                 specs = (fixed.model_spec, None if re is None else re.model_spec)
             else:
-                fixed = specs[0].get_model_matrix(chunk, na_action="ignore")
+                fixed = matrix_from_spec(specs[0], chunk)
                 re = None
                 if specs[1] is not None:
-                    re = specs[1].get_model_matrix(chunk, na_action="ignore")
+                    re = matrix_from_spec(specs[1], chunk)
     except (FormulaicError, ValueError, KeyError, Warning) as err:
         raise ValueError(
             f"formula {formula!r} / re_formula {re_formula!r} could not be evaluated on a "
@@ -221,6 +219,12 @@ def from_chunks(
         >>> round(m.fit().llf, 3)
         -871.814
     """
+    namespace = caller_namespace(None, [formula, re_formula], depth=1)
+    with evaluated_in(namespace):  # the formulas may call the caller's functions
+        return _from_chunks(chunks, formula, groups, re_formula, missing, progress)
+
+
+def _from_chunks(chunks, formula, groups, re_formula, missing, progress) -> ChunkedMixedLM:
     if missing not in ("none", "raise", "drop"):
         raise ValueError(f"missing must be 'none', 'raise' or 'drop', got {missing!r}")
     if groups is None:
@@ -286,7 +290,7 @@ def from_chunks(
             f"dropped {n_dropped} of {acc.n + n_dropped} rows with missing or non-finite "
             "values in the response, design or groups",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return _build_model(acc, names, formula, re_formula, groups, missing, n_dropped)
 

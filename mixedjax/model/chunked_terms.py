@@ -136,18 +136,16 @@ class TermAccumulator:
 
     # -------------------------------------------------------------- one chunk
     def _matrices(self, chunk: pd.DataFrame):
-        import formulaic
+        from mixedjax.spec.evaluation import matrix_from_spec, model_matrix
 
         if self.fixed_spec is None:
-            fixed = formulaic.model_matrix(self.parsed.fixed, chunk, na_action="ignore")
+            fixed = model_matrix(self.parsed.fixed, chunk)
             self.fixed_spec = fixed.model_spec
-            bars = [
-                formulaic.model_matrix(b.expr, chunk, na_action="ignore") for b in self.parsed.terms
-            ]
+            bars = [model_matrix(b.expr, chunk) for b in self.parsed.terms]
             self.bar_specs = [b.model_spec for b in bars]
         else:
-            fixed = self.fixed_spec.get_model_matrix(chunk, na_action="ignore")
-            bars = [s.get_model_matrix(chunk, na_action="ignore") for s in self.bar_specs]
+            fixed = matrix_from_spec(self.fixed_spec, chunk)
+            bars = [matrix_from_spec(s, chunk) for s in self.bar_specs]
         if fixed.lhs is None or fixed.lhs.shape[1] != 1:
             raise ValueError(f"formula {self.formula!r} must have exactly one response on the left")
         return fixed, [pd.DataFrame(b) for b in bars]
@@ -311,7 +309,7 @@ def read_lme4_chunks(chunks, formula: str, missing: str, progress_bar) -> dict:
             f"dropped {n_dropped} of {acc.n + n_dropped} rows with missing or non-finite "
             "values in the response, design or grouping factors",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     if acc.y_max == acc.y_min:
         raise ValueError("endog is constant: a mixed model needs a varying response")

@@ -31,6 +31,7 @@ import pandas as pd
 from mixedjax.core.covariance import CovStructure
 from mixedjax.core.families import Family, family_from_name
 from mixedjax.model.lme4 import lme4_design
+from mixedjax.spec.evaluation import caller_namespace, evaluated_in, expression_values
 from mixedjax.spec.offsets import formula_priors
 from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import as_float_matrix
@@ -53,19 +54,6 @@ def _split_args(text: str) -> list[str]:
     return out
 
 
-def _evaluate(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
-    import formulaic
-
-    try:
-        mat = formulaic.model_matrix(f"0 + I({expr})", data, na_action="ignore")
-    except Exception as err:  # formulaic raises many types: name the expression
-        raise ValueError(f"{what} {expr!r} could not be evaluated: {err}") from err
-    values = np.asarray(mat, dtype=float)
-    if values.ndim != 2 or values.shape[1] != 1:
-        raise ValueError(f"{what} {expr!r} must be one numeric column")
-    return values[:, 0]
-
-
 def split_cbind(formula: str, data: pd.DataFrame):
     """``(formula, data, trials, response name)`` with a ``cbind(s, f)`` response replaced
     by the proportion column; ``trials`` is ``None`` without ``cbind``.
@@ -85,8 +73,8 @@ def split_cbind(formula: str, data: pd.DataFrame):
         raise ValueError(
             f"cbind() in the response takes two arguments (successes, failures), got {lhs!r}"
         )
-    successes = _evaluate(args[0], data, "cbind successes")
-    failures = _evaluate(args[1], data, "cbind failures")
+    successes = expression_values(args[0], data, f"cbind successes {args[0]!r}")
+    failures = expression_values(args[1], data, f"cbind failures {args[1]!r}")
     for values, expr in ((successes, args[0]), (failures, args[1])):
         if np.any(values[np.isfinite(values)] < 0):
             raise ValueError(f"cbind: {expr!r} has negative counts")
@@ -269,8 +257,18 @@ class MixedGLM:
         nAGQ: int = 1,  # noqa: N803
         subset=None,
         missing: str = "none",
+        eval_env=None,
     ) -> "MixedGLM":
-        """A model from an lme4 formula (see :func:`glmer`)."""
+        """A model from an lme4 formula (see :func:`glmer`); the formula sees the caller's
+        names (``eval_env``: :func:`mixedjax.spec.evaluation.caller_namespace`)."""
+        namespace = caller_namespace(eval_env, [formula, weights, offset], depth=1)
+        with evaluated_in(namespace):
+            model = cls._from_formula(formula, data, family, weights, offset, nAGQ, subset, missing)
+        model._formula_namespace = namespace
+        return model
+
+    @classmethod
+    def _from_formula(cls, formula, data, family, weights, offset, nAGQ, subset, missing):  # noqa: N803
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
         if not isinstance(formula, str) or "~" not in formula:
@@ -378,4 +376,7 @@ def glmer(
         >>> fit.fe_params.round(3).tolist(), fit.theta.round(3).tolist()
         ([-0.976, 0.485], [0.522])
     """
-    return MixedGLM.from_formula(formula, data, family, weights, offset, nAGQ, subset, missing)
+    namespace = caller_namespace(None, [formula, weights, offset], depth=1)
+    return MixedGLM.from_formula(
+        formula, data, family, weights, offset, nAGQ, subset, missing, eval_env=namespace
+    )

@@ -45,7 +45,7 @@ def lme4_design(
     """Evaluate an lme4 formula (without ``offset()`` terms: :mod:`mixedjax.spec.offsets`),
     missing rows handled by ``missing`` (``"none"``/``"raise"``: error naming the column;
     ``"drop"``) together with those of the ``priors`` arrays."""
-    import formulaic
+    from mixedjax.spec.evaluation import model_matrix
 
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
@@ -53,7 +53,7 @@ def lme4_design(
         data = data.loc[subset]
     parsed = parse_formula(formula)
     try:
-        matrices = formulaic.model_matrix(parsed.fixed, data, na_action="ignore")
+        matrices = model_matrix(parsed.fixed, data)
     except Exception as err:  # formulaic raises many types; name the column or the part
         check_columns(parsed.fixed, parsed.fixed, 0, data, "the fixed part")
         raise ValueError(f"fixed part {parsed.fixed!r} could not be evaluated: {err}") from err

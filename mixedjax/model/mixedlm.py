@@ -31,6 +31,7 @@ from mixedjax.design.weights import PriorWeights, row_weights
 from mixedjax.engines.onefactor import gls_system_cov, objective_given_beta, profiled_objective
 from mixedjax.engines.protocol import engine_for
 from mixedjax.fit import conditioning, estimation
+from mixedjax.spec.evaluation import caller_namespace, evaluated_in
 from mixedjax.spec.offsets import OffsetSpec
 from mixedjax.spec.terms import RandomTerm
 from mixedjax.spec.validation import (
@@ -447,6 +448,10 @@ class MixedLM(PriorWeights):
         formula add a known term to the linear predictor, both as in lme4
         (:mod:`mixedjax.design.weights`).
 
+        Formulas may call the caller's own functions and read its variables
+        (``"y ~ times_two(x)"``), as in statsmodels; ``eval_env`` chooses the namespace
+        (:func:`mixedjax.spec.evaluation.caller_namespace`).
+
         Example:
             >>> import mixedjax
             >>> df = mixedjax.datasets.load("sleepstudy")
@@ -458,6 +463,39 @@ class MixedLM(PriorWeights):
             >>> lme4.k_re
             2
         """
+        namespace = caller_namespace(
+            kwargs.pop("eval_env", None), [formula, re_formula, vc_formula], depth=1
+        )
+        with evaluated_in(namespace):
+            model = cls._from_formula(
+                formula,
+                data,
+                re_formula,
+                vc_formula,
+                subset,
+                use_sparse,
+                missing,
+                *args,
+                groups=groups,
+                **kwargs,
+            )
+        model._formula_namespace = namespace
+        return model
+
+    @classmethod
+    def _from_formula(
+        cls,
+        formula,
+        data,
+        re_formula,
+        vc_formula,
+        subset,
+        use_sparse,
+        missing,
+        *args,
+        groups=None,
+        **kwargs,
+    ) -> "MixedLM":
         from mixedjax.spec.formula import design_from_formulas
         from mixedjax.spec.lme4_formula import has_bar_terms
         from mixedjax.spec.offsets import formula_priors
@@ -489,7 +527,7 @@ class MixedLM(PriorWeights):
         if args:
             raise TypeError("from_formula takes no extra positional arguments")
         if use_sparse:
-            warnings.warn("use_sparse is ignored: mixedjax never forms Z densely", stacklevel=2)
+            warnings.warn("use_sparse is ignored: mixedjax never forms Z densely", stacklevel=3)
         from mixedjax.model.statsmodels_crossed import crossed_from_formula
 
         crossed = None
@@ -965,9 +1003,13 @@ def mixedlm(
             "mixedlm needs groups=... (statsmodels style) or lme4 random-effects terms in "
             "the formula, e.g. 'y ~ x + (1 | g)'"
         )
+    namespace = caller_namespace(
+        kwargs.pop("eval_env", None), [formula, re_formula, vc_formula], depth=1
+    )
     return MixedLM.from_formula(
         formula,
         data,
+        eval_env=namespace,
         re_formula=re_formula,
         vc_formula=vc_formula,
         subset=subset,

@@ -74,7 +74,7 @@ def crossed_from_formula(
     ``None`` if the arguments are anything else (one all-rows group, no ``re_formula``, every
     ``vc_formula`` entry an indicator ``"0 + C(a)"``, no missing values, also in the
     ``(n,)`` prior ``weights`` and ``offset``)."""
-    import formulaic
+    from mixedjax.spec.evaluation import model_matrix
 
     if not vc_formula or not isinstance(vc_formula, dict) or not isinstance(data, pd.DataFrame):
         return None
@@ -89,7 +89,7 @@ def crossed_from_formula(
     if any(c is None for c in columns) or data[columns].isna().any().any():
         return None
     try:
-        matrices = formulaic.model_matrix(formula, data, na_action="ignore")
+        matrices = model_matrix(formula, data)
     except Exception:  # let the general path report formula errors
         return None
     endog = matrices.lhs.iloc[:, 0]

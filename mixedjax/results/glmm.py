@@ -34,6 +34,7 @@ from mixedjax.fit import glmm as glmm_fit
 from mixedjax.fit.optimize import STATUS_CONVERGED, STATUS_MESSAGES
 from mixedjax.fit.options import ConvergenceWarning
 from mixedjax.results.layout import TermEstimate, ranef_frame, varcorr_frame
+from mixedjax.spec.evaluation import in_namespace_of
 
 #: lme4's ``isSingular`` tolerance.
 SINGULAR_TOL = 1e-4
@@ -283,6 +284,7 @@ class MixedGLMResults:
             eta = self._eta_newdata(newdata, conditional)
         return eta if type == "link" else np.asarray(self.family.mean(jnp.asarray(eta)))
 
+    @in_namespace_of(lambda results: results.model)
     def _eta_newdata(self, newdata: pd.DataFrame, conditional: bool) -> np.ndarray:
         from mixedjax.spec.formula import spec_matrix
         from mixedjax.spec.lme4_formula import parse_formula

@@ -10,9 +10,10 @@ within each group (``{"cask": "0 + C(cask)"}``).
 
 from typing import NamedTuple
 
-import formulaic
 import numpy as np
 import pandas as pd
+
+from mixedjax.spec.evaluation import matrix_from_spec, model_matrix
 
 
 class FormulaDesign(NamedTuple):
@@ -37,7 +38,7 @@ class FormulaDesign(NamedTuple):
 
 def _matrix(formula: str, data: pd.DataFrame, what: str):
     try:
-        return formulaic.model_matrix(formula, data, na_action="ignore")
+        return model_matrix(formula, data)
     except Exception as err:  # formulaic raises many types; name the argument
         raise ValueError(f"{what} {formula!r} could not be evaluated: {err}") from err
 
@@ -108,12 +109,10 @@ def design_from_formulas(
 def spec_matrix(formula: str, train: pd.DataFrame, newdata: pd.DataFrame, what: str):
     """``formula`` (a right-hand side) evaluated on ``newdata`` with the encodings it has on
     the training data ``train``, as a float ``(m, k)`` array; errors name ``what``."""
-    import formulaic
-
-    spec = formulaic.model_matrix(formula, train, na_action="ignore")
-    spec = getattr(spec, "rhs", spec).model_spec
     try:
-        mat = spec.get_model_matrix(newdata, na_action="ignore")
+        spec = model_matrix(formula, train)
+        spec = getattr(spec, "rhs", spec).model_spec
+        mat = matrix_from_spec(spec, newdata)
     except Exception as err:  # formulaic raises many types: name the argument
         raise ValueError(f"newdata: cannot evaluate {what} {formula!r}: {err}") from err
     mat = np.asarray(pd.DataFrame(mat).to_numpy(dtype=float))

@@ -12,6 +12,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from mixedjax.spec.evaluation import expression_values
+
 
 def _matching_paren(text: str, start: int) -> int:
     depth = 0
@@ -98,22 +100,11 @@ def evaluate_offsets(exprs: list[str], data: pd.DataFrame) -> np.ndarray | None:
         >>> evaluate_offsets(["np.log10(t)", "u"], df).tolist()
         [2.0, 4.0]
     """
-    import formulaic
-
     if not exprs:
         return None
     total = np.zeros(len(data))
     for expr in exprs:
-        try:
-            mat = formulaic.model_matrix(f"0 + I({expr})", data, na_action="ignore")
-        except Exception as err:  # formulaic raises many types; name the term
-            raise ValueError(f"offset({expr}) could not be evaluated: {err}") from err
-        values = np.asarray(mat, dtype=float)
-        if values.ndim != 2 or values.shape[1] != 1:
-            raise ValueError(
-                f"offset({expr}) must be one numeric column, got {values.shape[-1]} columns"
-            )
-        total = total + values[:, 0]
+        total = total + expression_values(expr, data, f"offset({expr})")
     return total
 
 

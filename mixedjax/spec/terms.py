@@ -10,10 +10,10 @@ order of ``θ``.
 import warnings
 from typing import NamedTuple
 
-import formulaic
 import numpy as np
 import pandas as pd
 
+from mixedjax.spec.evaluation import matrix_from_spec, model_matrix
 from mixedjax.spec.lme4_formula import (
     BarTerm,
     check_columns,
@@ -65,7 +65,7 @@ def lme4_name(column: str) -> str:
 def expr_columns(formula: str, term: BarTerm, data: pd.DataFrame) -> pd.DataFrame:
     """The random-effects columns of ``term.expr`` (NaN kept where inputs are missing)."""
     try:
-        mat = formulaic.model_matrix(term.expr, data, na_action="ignore")
+        mat = model_matrix(term.expr, data)
     except Exception as err:  # formulaic raises many types; name the column or the term
         check_columns(formula, term.expr, term.start + 1, data, "a random-effects term")
         raise formula_error(
@@ -186,9 +186,9 @@ def terms_on_newdata(
             for name in names:
                 if name not in newdata.columns:
                     raise ValueError(f"newdata: the grouping column {name!r} is missing")
-        spec = formulaic.model_matrix(bar.expr, train, na_action="ignore").model_spec
         try:
-            columns = pd.DataFrame(spec.get_model_matrix(newdata, na_action="ignore"))
+            spec = model_matrix(bar.expr, train).model_spec
+            columns = pd.DataFrame(matrix_from_spec(spec, newdata))
         except Exception as err:  # formulaic raises many types: name the term
             raise ValueError(
                 f"newdata: cannot evaluate the random term {bar.expr!r}: {err}"
