@@ -1,8 +1,8 @@
 """Families and links for :func:`mixedjax.glmer` and :class:`mixedjax.MixedGLM`.
 
 ``Binomial`` (links ``logit``, ``probit``, ``cloglog``, ``log``), ``Poisson`` (``log``,
-``identity``), ``Gamma`` and ``InverseGaussian`` (the distributions; GLMM fits with an
-estimated dispersion are not available yet). See :mod:`mixedjax.core.families`.
+``identity``), ``Gamma`` and ``InverseGaussian`` (fitted with an estimated dispersion,
+``docs/glmm.md``). See :mod:`mixedjax.core.families`.
 
 Example:
     >>> from mixedjax.families import Binomial

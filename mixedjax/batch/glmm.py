@@ -107,11 +107,12 @@ def fit_many_glmm(model, Y, maxiter: int = 200, gtol: float = 1e-10) -> GLMMBatc
     theta = np.stack(
         [canonical_theta(t, structure)[model.theta_lme4_order] for t in x[:, :n_theta]]
     )
-    beta = x[:, n_theta:]
+    fixed = slice(n_theta, n_theta + model.k_fe)  # then log φ for a family with a dispersion
+    beta = x[:, fixed]
     if model.nAGQ == 0:
         cov = np.linalg.pinv(np.asarray(fixed_information), hermitian=True)
     else:
-        cov = 2.0 * np.linalg.pinv(np.asarray(hessian), hermitian=True)[:, n_theta:, n_theta:]
+        cov = 2.0 * np.linalg.pinv(np.asarray(hessian), hermitian=True)[:, fixed, fixed]
     se = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
     index = pd.Index(names, name="response")
     return GLMMBatchResults(

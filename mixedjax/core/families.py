@@ -303,6 +303,12 @@ class Poisson(Family):
             raise ValueError(f"Poisson response {column!r} must be whole counts; found {bad:g}")
 
 
+def _positive_where_weighted(y, weights):
+    """``y`` with 1 on rows of weight 0 (padding), whose log-density terms are multiplied by
+    0: ``log 0`` there would make the sum, and every gradient, NaN."""
+    return jnp.where(weights > 0, y, 1.0)
+
+
 @dataclass(frozen=True, repr=False)
 class Gamma(Family):
     """Gamma responses ``y > 0``: ``V(μ) = μ²``, shape ``w/φ``; links ``inverse``
@@ -325,10 +331,12 @@ class Gamma(Family):
 
     def unit_deviance(self, y, mu, weights):
         mu = jnp.maximum(mu, _EPS)
+        y = _positive_where_weighted(y, weights)
         return 2.0 * weights * (-jnp.log(y / mu) + (y - mu) / mu)
 
     def loglik(self, y, eta, weights, dispersion=1.0):
         mu = jnp.maximum(self.mean(eta), _EPS)
+        y = _positive_where_weighted(y, weights)
         shape = 1.0 / dispersion
         log_density = shape * jnp.log(shape * y / mu) - shape * y / mu - jnp.log(y)
         return weights * (log_density - gammaln(shape))
@@ -362,10 +370,12 @@ class InverseGaussian(Family):
 
     def unit_deviance(self, y, mu, weights):
         mu = jnp.maximum(mu, _EPS)
+        y = _positive_where_weighted(y, weights)
         return weights * (y - mu) ** 2 / (y * mu**2)
 
     def loglik(self, y, eta, weights, dispersion=1.0):
         mu = jnp.maximum(self.mean(eta), _EPS)
+        y = _positive_where_weighted(y, weights)
         log_density = -0.5 * (
             jnp.log(2.0 * jnp.pi * dispersion * y**3) + (y - mu) ** 2 / (dispersion * y * mu**2)
         )

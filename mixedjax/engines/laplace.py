@@ -69,25 +69,26 @@ def fixed_predictor(beta: jnp.ndarray, rows: GroupedRows) -> jnp.ndarray:
     return jnp.einsum("gmp,p->gm", rows.X, beta) + rows.offset
 
 
-def group_deviance(u, factor, eta_fixed, y, weights, Z, family: Family):
+def group_deviance(u, factor, eta_fixed, y, weights, Z, family: Family, dispersion=1.0):
     """One group's penalised deviance ``f_i(u) = -2 ℓ_i(u) + u'u`` (scalar).
 
     Args:
         u: ``(r,)`` spherical random effects; factor: ``Λ (r, r)``.
         eta_fixed: ``(n_max,)`` ``X_i β + o_i``; y, weights: ``(n_max,)``; Z: ``(n_max, r)``.
+        dispersion: ``φ`` (scalar; 1 for the binomial and Poisson).
     """
     eta = eta_fixed + Z @ (factor @ u)
-    return -2.0 * jnp.sum(family.loglik(y, eta, weights)) + u @ u
+    return -2.0 * jnp.sum(family.loglik(y, eta, weights, dispersion)) + u @ u
 
 
-def group_score_hessian(u, factor, eta_fixed, y, weights, Z, family: Family):
+def group_score_hessian(u, factor, eta_fixed, y, weights, Z, family: Family, dispersion=1.0):
     """``(∇_u f_i (r,), ∇²_u f_i (r, r))`` written out: with ``ℓ'_t, ℓ''_t`` the
     derivatives of each row's log-likelihood in ``η_t`` (elementwise autodiff),
     ``∇f = 2u - 2 (ZΛ)'ℓ'`` and ``∇²f = 2I - 2 (ZΛ)' diag(ℓ'') (ZΛ)``. (Smaller graphs than
     nested ``jax.hessian`` of :func:`group_deviance`, which matters once differentiated.)"""
     ZL = Z @ factor
     eta = eta_fixed + ZL @ u
-    row_grad = jax.grad(lambda e: jnp.sum(family.loglik(y, e, weights)))
+    row_grad = jax.grad(lambda e: jnp.sum(family.loglik(y, e, weights, dispersion)))
     d1, d2 = jax.jvp(row_grad, (eta,), (jnp.ones_like(eta),))
     r = u.shape[0]
     grad = 2.0 * u - 2.0 * ZL.T @ d1
@@ -95,9 +96,12 @@ def group_score_hessian(u, factor, eta_fixed, y, weights, Z, family: Family):
     return grad, hess
 
 
-def _per_group(fn, family):
-    """``fn(u, factor, eta_fixed, y, weights, Z)`` vmapped over groups (factor shared)."""
-    return jax.vmap(partial(fn, family=family), in_axes=(0, None, 0, 0, 0, 0))
+def _per_group(fn, family, dispersion=1.0):
+    """``fn(u, factor, eta_fixed, y, weights, Z)`` vmapped over groups (factor and
+    dispersion shared)."""
+    return jax.vmap(
+        partial(fn, family=family, dispersion=dispersion), in_axes=(0, None, 0, 0, 0, 0)
+    )
 
 
 def damped_newton(f, newton_step, u0, max_iter: int = MODE_MAX_ITER, step_tol=MODE_STEP_TOL):
@@ -139,14 +143,11 @@ def damped_newton(f, newton_step, u0, max_iter: int = MODE_MAX_ITER, step_tol=MO
     return u
 
 
-def _newton_mode(u0, factor, eta_fixed, y, weights, Z, family: Family):
+def _newton_mode(u0, factor, eta_fixed, y, weights, Z, family: Family, dispersion=1.0):
     """Minimise one group's ``f_i`` (``(r,)``; :func:`damped_newton`)."""
-    f = partial(group_deviance, factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z)
-    f = partial(f, family=family)
-    derivatives = partial(
-        group_score_hessian, factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z,
-        family=family,
-    )  # fmt: skip
+    data = dict(factor=factor, eta_fixed=eta_fixed, y=y, weights=weights, Z=Z)
+    f = partial(group_deviance, **data, family=family, dispersion=dispersion)
+    derivatives = partial(group_score_hessian, **data, family=family, dispersion=dispersion)
 
     def newton_step(u):
         grad, hess = derivatives(u)
@@ -165,7 +166,7 @@ def conditional_modes(family: Family, structure: CovStructure, theta, beta, rows
     factor = theta_to_factor(theta, structure)
     eta_fixed = fixed_predictor(beta, rows)
     u0 = jnp.zeros(rows.Z.shape[:1] + (structure.n_random,), theta.dtype)
-    solve = _per_group(_newton_mode, family)
+    solve = _per_group(_newton_mode, family, rows.dispersion)
     return solve(u0, factor, eta_fixed, rows.y, rows.weights, rows.Z)
 
 
@@ -175,7 +176,7 @@ def _conditional_modes_jvp(family, structure, primals, tangents):
 
     def score_and_hessian(theta, beta, rows):
         factor = theta_to_factor(theta, structure)
-        derivatives = _per_group(group_score_hessian, family)
+        derivatives = _per_group(group_score_hessian, family, rows.dispersion)
         return derivatives(u, factor, fixed_predictor(beta, rows), rows.y, rows.weights, rows.Z)
 
     _, d_score = jax.jvp(lambda *a: score_and_hessian(*a)[0], primals, tangents)
@@ -205,12 +206,12 @@ def laplace_parts(theta, beta, rows: GroupedRows, family: Family, structure: Cov
     factor = theta_to_factor(theta, structure)
     u = conditional_modes(family, structure, theta, beta, rows)
     eta_fixed = fixed_predictor(beta, rows)
-    penalized = _per_group(group_deviance, family)(
+    penalized = _per_group(group_deviance, family, rows.dispersion)(
         u, factor, eta_fixed, rows.y, rows.weights, rows.Z
     )
     ZL = rows.Z @ factor  # (n_groups, n_max, r)
     eta = eta_fixed + jnp.einsum("gmr,gr->gm", ZL, u)
-    W = family.working_weights(eta, rows.weights)
+    W = family.working_weights(eta, rows.weights) / rows.dispersion
     r = structure.n_random
     M = jnp.einsum("gmr,gm,gms->grs", ZL, W, ZL) + jnp.eye(r, dtype=theta.dtype)
     return LaplaceParts(u, penalized, smallmat.cholesky(M), factor)
@@ -269,7 +270,7 @@ def agq_deviance(
     scale = parts.chol[:, 0, 0]  # L_i
     nodes = parts.modes + z[None, :] / scale[:, None]  # (n_groups, K)
     eta_fixed = fixed_predictor(beta, rows)
-    f = _per_group(group_deviance, family)
+    f = _per_group(group_deviance, family, rows.dispersion)
 
     def at_node(u_k):  # (n_groups,) -> f_i at u_k
         return f(u_k[:, None], parts.factor, eta_fixed, rows.y, rows.weights, rows.Z)

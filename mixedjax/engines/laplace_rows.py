@@ -25,6 +25,9 @@ class GroupedRows(NamedTuple):
         offset: ``(n_groups, n_max)`` known part of the linear predictor.
         X: ``(n_groups, n_max, p)`` fixed-effects design.
         Z: ``(n_groups, n_max, r)`` random-effects design of the group's ``r`` effects.
+        dispersion: ``φ`` (scalar): 1 for the binomial and Poisson; the fit sets it for the
+            Gamma and inverse Gaussian families, whose ``θ, β`` and ``φ`` are estimated
+            together.
 
     Example:
         >>> import numpy as np
@@ -39,6 +42,7 @@ class GroupedRows(NamedTuple):
     offset: np.ndarray
     X: np.ndarray
     Z: np.ndarray
+    dispersion: np.ndarray = np.float64(1.0)
 
 
 def group_rows(

@@ -86,10 +86,30 @@ def glm_start(rows: GroupedRows, family: Family) -> jnp.ndarray:
     return smallmat.cho_solve(smallmat.cholesky(A), (X.T @ (eta - off))[:, None])[:, 0]
 
 
+def glm_dispersion(rows: GroupedRows, family: Family, beta: jnp.ndarray) -> jnp.ndarray:
+    """The GLM's Pearson estimate ``φ₀ = Σ_t w_t (y_t - μ_t)² / V(μ_t) / (n - p)`` at ``β``
+    (R's ``summary.glm`` dispersion): the start of ``φ`` for the Gamma and inverse Gaussian
+    families. Scalar; padding rows (weight 0) do not count."""
+    eta = laplace.fixed_predictor(beta, rows)
+    mu = family.mean(eta)
+    pearson = rows.weights * (rows.y - mu) ** 2 / family.variance(jnp.maximum(mu, 1e-300))
+    n = jnp.sum(rows.weights > 0)
+    return jnp.sum(pearson) / jnp.maximum(n - beta.shape[0], 1)
+
+
+def split_parameters(x, rows: GroupedRows, family: Family, structure: CovStructure):
+    """``(θ, β, rows)`` from the optimiser's ``x``: ``x = (θ, β)``, or ``(θ, β, log φ)`` for
+    a family with a dispersion, whose ``φ`` goes into the returned ``rows``."""
+    n_theta = structure.n_theta
+    if family.has_dispersion:
+        return x[:n_theta], x[n_theta:-1], rows._replace(dispersion=jnp.exp(x[-1]))
+    return x[:n_theta], x[n_theta:], rows
+
+
 def deviance(x, rows: GroupedRows, family: Family, structure: CovStructure, n_agq: int):
-    """The objective over ``x = (θ, β)``: Laplace (``n_agq = 1``) or adaptive
-    Gauss–Hermite deviance."""
-    theta, beta = x[: structure.n_theta], x[structure.n_theta :]
+    """The objective over ``x = (θ, β)`` (``(θ, β, log φ)`` with a dispersion): Laplace
+    (``n_agq = 1``) or adaptive Gauss–Hermite deviance."""
+    theta, beta, rows = split_parameters(x, rows, family, structure)
     if n_agq == 1:
         return laplace.laplace_deviance(theta, beta, rows, family, structure)
     return laplace.agq_deviance(theta, beta, rows, family, structure, n_agq)
@@ -217,15 +237,19 @@ def fit_glmm(
     maxiter: int = 200,
     gtol: float = 1e-10,
 ) -> GLMMFitOutput:
-    """Minimise the deviance over ``(θ, β)`` (see the module docstring).
+    """Minimise the deviance over ``(θ, β)``, and ``log φ`` for a family with a dispersion
+    (started at the GLM's Pearson estimate; see the module docstring).
 
     ``beta0`` is used as the start of ``β`` unless ``start_from_glm``.
     """
     beta_start = glm_start(rows, family) if start_from_glm else beta0
-    x0 = jnp.concatenate([theta0, beta_start])
+    start = [theta0, beta_start]
+    if family.has_dispersion:
+        start.append(jnp.log(glm_dispersion(rows, family, beta_start))[None])
+    x0 = jnp.concatenate(start)
     objective = partial(deviance, family=family, structure=structure, n_agq=n_agq)
     opt, hessian = newton_minimize(objective, x0, rows, maxiter=maxiter, gtol=gtol)
-    theta, beta = opt.x[: structure.n_theta], opt.x[structure.n_theta :]
+    theta, beta, rows = split_parameters(opt.x, rows, family, structure)
     parts = laplace.laplace_parts(theta, beta, rows, family, structure)
     p = beta.shape[0]
     return GLMMFitOutput(

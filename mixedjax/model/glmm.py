@@ -168,15 +168,16 @@ class MixedGLM:
     # ----------------------------------------------------------------- construction
     def _setup(self, endog, endog_name, X, exog_names, terms, family, weights, offset, nAGQ):  # noqa: N803
         self.family: Family = family_from_name(family)
-        if self.family.has_dispersion:
-            raise ValueError(
-                f"glmer: the {self.family.name} family needs an estimated dispersion, which "
-                "the GLMM fit does not do yet; binomial and poisson are supported"
-            )
         groups = list(dict.fromkeys(t.group for t in terms))
         #: "one-factor" (per-group modes, vmapped) or "crossed" (several grouping factors,
         #: crossed or nested: joint modes, :mod:`mixedjax.engines.laplace_terms`)
         self.engine = "one-factor" if len(groups) == 1 else "crossed"
+        if self.family.has_dispersion and (self.engine == "crossed" or nAGQ == 0):
+            raise ValueError(
+                f"glmer: the {self.family.name} family (estimated dispersion) is fitted for "
+                "one grouping factor with nAGQ >= 1; this model has "
+                + ("several grouping factors" if self.engine == "crossed" else "nAGQ = 0")
+            )
         n = endog.size
         self.endog = endog
         self.endog_names = endog_name

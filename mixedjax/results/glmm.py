@@ -96,16 +96,20 @@ class MixedGLMResults:
         x = np.asarray(out.opt.x)
         n_theta = structure.n_theta
         self._theta_structure = canonical_theta(x[:n_theta], structure)
-        self.theta = self._theta_structure[model.theta_lme4_order]
-        beta = x[n_theta:]
-        self.fe_params = pd.Series(beta, index=model.exog_names)
+        fixed = slice(n_theta, n_theta + model.k_fe)  # x = (θ, β) or (θ, β, log φ)
+        self.fe_params = pd.Series(x[fixed], index=model.exog_names)
+        #: ``φ̂`` (Gamma, inverse Gaussian: estimated with ``θ, β``; otherwise 1)
+        self.dispersion = float(np.exp(x[-1])) if self.family.has_dispersion else 1.0
+        # lme4's θ is relative to the residual scale: Σ = φ Λ(θ)Λ(θ)' (φ = 1 without one)
+        relative = self._theta_structure / np.sqrt(self.dispersion)
+        self.theta = relative[model.theta_lme4_order]
         self.hessian = hessian
         self._fit_statistics(out.opt, n_theta)
         if model.nAGQ == 0:  # β given θ (lme4's RX'RX); the Hessian is over θ only
             self._covariance(hessian)  # warns if θ̂ is not at a minimum
             cov_fe = np.linalg.inv(np.asarray(out.fixed_information))
         else:
-            cov_fe = self._covariance(hessian)[n_theta:, n_theta:]
+            cov_fe = self._covariance(hessian)[fixed, fixed]
         self._fixed_covariance(cov_fe)
         self._factor = np.asarray(theta_to_factor(jnp.asarray(self._theta_structure), structure))
         self._modes = np.asarray(out.modes)
@@ -119,7 +123,7 @@ class MixedGLMResults:
         n = self.model.nobs
         self.objective = float(opt.value)
         self.llf = -0.5 * self.objective
-        self.n_params = n_theta + self.model.k_fe
+        self.n_params = n_theta + self.model.k_fe + int(self.family.has_dispersion)
         self.aic = -2.0 * self.llf + 2.0 * self.n_params
         self.bic = -2.0 * self.llf + np.log(n) * self.n_params
         self.df_resid = n - self.n_params
@@ -166,7 +170,8 @@ class MixedGLMResults:
         """lme4's ``isSingular(tol = 1e-4)``: a standard-deviation-like ``θ`` entry (a diagonal
         entry of a relative factor) below 1e-4."""
         mask = self.model.structure.diagonal_theta_mask()
-        return bool(np.any(np.abs(self._theta_structure[mask]) < SINGULAR_TOL))
+        relative = self._theta_structure[mask] / np.sqrt(self.dispersion)
+        return bool(np.any(np.abs(relative) < SINGULAR_TOL))
 
     # ----------------------------------------------------------------- random effects
     def _term_estimates(self) -> list[TermEstimate]:
@@ -189,8 +194,11 @@ class MixedGLMResults:
         return out
 
     def varcorr(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(VarCorr(m))`` (no residual row: the dispersion is 1)."""
-        frame = varcorr_frame(self._term_estimates(), 1.0)
+        """lme4's ``as.data.frame(VarCorr(m))``: a ``Residual`` row (variance ``φ̂``) for the
+        families with a dispersion, none for the binomial and Poisson (``φ = 1``)."""
+        frame = varcorr_frame(self._term_estimates(), self.dispersion)
+        if self.family.has_dispersion:
+            return frame
         return frame[frame["group"] != "Residual"].reset_index(drop=True)
 
     def ranef(self) -> pd.DataFrame:
@@ -257,8 +265,10 @@ class MixedGLMResults:
     @property
     def llf_lme4(self) -> float:
         """The log-likelihood as lme4 prints it: ``llf`` for Laplace fits, ``llf -
-        saturated_llf`` for quadrature (``nAGQ > 1``) fits."""
-        return self.llf if self.model.nAGQ <= 1 else self.llf - self.saturated_llf
+        saturated_llf`` for binomial and Poisson quadrature (``nAGQ > 1``) fits."""
+        if self.model.nAGQ <= 1 or self.family.has_dispersion:
+            return self.llf
+        return self.llf - self.saturated_llf
 
     # ----------------------------------------------------------------- prediction
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "response",  # noqa: A002

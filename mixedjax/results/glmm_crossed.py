@@ -53,6 +53,7 @@ class CrossedGLMMResults(MixedGLMResults):
         self.theta = x[:n_theta]  # lme4's order and sign convention already
         self._theta_structure = self.theta
         self.fe_params = pd.Series(x[n_theta:], index=model.exog_names)
+        self.dispersion = 1.0  # the crossed engine fits families without a dispersion
         self.hessian = np.asarray(out.hessian)
         self._fit_statistics(out.opt, n_theta)
         self._fixed_covariance(self._covariance(self.hessian)[n_theta:, n_theta:])
