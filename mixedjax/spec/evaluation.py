@@ -79,13 +79,14 @@ def caller_namespace(eval_env, formulas: Iterable, depth: int) -> FormulaNamespa
             for ``k`` frames further up, ``-1`` for no names, or a mapping used as it is.
         formulas: the formula strings of the model (``None`` entries and dicts of formulas
             are allowed).
-        depth: frames between this call and the caller's frame (1 when called directly in
-            the entry point).
+        depth: frames between the caller's frame and the code calling this function: 0 to
+            capture one's own names, 1 in an entry point (``from_formula``) to capture its
+            caller's.
 
     Example:
         >>> def times_two(x):
         ...     return 2 * x
-        >>> sorted(caller_namespace(None, ["y ~ times_two(x)"], depth=1))
+        >>> sorted(caller_namespace(None, ["y ~ times_two(x)"], depth=0))
         ['times_two']
     """
     if isinstance(eval_env, FormulaNamespace):
