@@ -195,6 +195,7 @@ def test_unconverged_members_are_refitted_by_the_single_fit(sleep, monkeypatch):
     assert many.result(1).optim.boundary == single.optim.boundary
 
 
+@pytest.mark.slow  # ~30 s of compiles; crossed fits are covered by test_structure_crossed
 def test_fit_models_of_crossed_models_with_different_levels():
     """Crossed members (penicillin minus a plate, minus a sample: other numbers of levels)
     equal their single fits (llf 1e-9, θ 1e-6, β 1e-8); other terms are refused."""

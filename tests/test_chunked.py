@@ -132,7 +132,11 @@ CROSSED_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CROSSED_CASES))
+@pytest.mark.parametrize(
+    "case",
+    # slopes_nested: ~35 s of compiles, in the slow run
+    ["penicillin", pytest.param("slopes_nested", marks=pytest.mark.slow)],
+)
 def test_chunked_lme4_formula_equals_in_memory(case):
     formula, make, size = CROSSED_CASES[case]
     df = mixedjax.datasets.load("penicillin") if make is None else make()

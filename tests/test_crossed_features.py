@@ -97,6 +97,7 @@ def test_statsmodels_spelling_predicts_as_lme4(penicillin):
     )
 
 
+@pytest.mark.slow  # ~15 s: both engines, ML refits
 def test_crossed_plots_and_lrt_across_engines(penicillin):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
@@ -109,6 +110,7 @@ def test_crossed_plots_and_lrt_across_engines(penicillin):
     assert table["Df"].iloc[1] == 1 and table["Chisq"].iloc[1] > 0
 
 
+@pytest.mark.slow  # ~30 s: both engines' batched programs
 def test_crossed_fit_many_equals_the_one_factor_engine_and_single_fits(both_engines):
     crossed, one = both_engines
     y = crossed.model.endog

@@ -21,6 +21,7 @@ def cbpp():
     return df.astype({"period": str, "herd": str})
 
 
+@pytest.mark.slow  # ~20 s: the batched GLMM program
 def test_fit_many_equals_single_fits(cbpp):
     model = mixedjax.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
     rng = np.random.default_rng(0)

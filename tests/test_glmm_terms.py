@@ -128,6 +128,7 @@ def test_laplace_deviance_equals_dense_oracle(family):
     np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow  # ~30 s: both GLMM engines compiled
 def test_one_factor_model_equals_the_one_factor_engine():
     from mixedjax.core.covariance import CovStructure
     from mixedjax.engines import laplace
