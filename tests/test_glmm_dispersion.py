@@ -142,3 +142,19 @@ def test_dispersion_families_outside_the_one_factor_engine_are_refused():
         mixedjax.glmer("y ~ 1 + (1 | a)", df, family="Gamma", nAGQ=0)
     with pytest.raises(ValueError, match="must be positive"):
         mixedjax.glmer("y ~ 1 + (1 | a)", df.assign(y=df.y - 3), family="Gamma")
+
+
+@pytest.mark.slow  # compiles the batched Gamma program (~20 s)
+def test_fit_many_estimates_the_dispersion_of_each_response(gamma_reference):
+    ref, fit = gamma_reference
+    y = fit.model.endog
+    batch = fit.model.fit_many(np.column_stack([y, 2.0 * y]))
+    np.testing.assert_allclose(batch.llf[0], fit.llf, rtol=1e-9)
+    np.testing.assert_allclose(batch.dispersion[0], fit.dispersion, rtol=1e-6)
+    np.testing.assert_allclose(batch.theta[0], fit.theta, rtol=1e-5)
+    # y -> 2y under the inverse link: η, so β and the random effects (θ), halve; φ stays;
+    # the log-likelihood drops by n log 2 (the Jacobian)
+    np.testing.assert_allclose(batch.fe_params.iloc[1], fit.fe_params / 2, rtol=1e-6)
+    np.testing.assert_allclose(batch.dispersion[1], fit.dispersion, rtol=1e-6)
+    np.testing.assert_allclose(batch.theta[1] * 2, fit.theta, rtol=1e-5)
+    np.testing.assert_allclose(batch.llf[1], fit.llf - y.size * np.log(2.0), rtol=1e-9)

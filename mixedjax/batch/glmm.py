@@ -27,17 +27,20 @@ class GLMMBatchResults:
         names: the ``k`` response names.
         fe_params: ``(k, p)`` DataFrame of ``β̂`` (rows: responses).
         bse_fe: ``(k, p)`` their standard errors (``2 H⁻¹``, as a single fit's).
-        theta: ``(k, n_theta)`` ``θ̂`` in lme4's order, non-negative diagonal.
+        theta: ``(k, n_theta)`` ``θ̂`` in lme4's order, non-negative diagonal (relative to
+            ``√φ̂`` for a family with a dispersion, as a single fit's).
+        dispersion: ``(k,)`` ``φ̂`` (1 for the binomial and Poisson).
         llf: ``(k,)`` log-likelihoods (as the single fit's ``llf``).
         converged: ``(k,)`` whether each fit met its gradient tolerance.
         status: ``(k,)`` the optimiser's status codes.
     """
 
-    def __init__(self, names, fe_params, bse_fe, theta, llf, status):
+    def __init__(self, names, fe_params, bse_fe, theta, llf, status, dispersion):
         self.names = list(names)
         self.fe_params = fe_params
         self.bse_fe = bse_fe
         self.theta = theta
+        self.dispersion = dispersion
         self.llf = llf
         self.status = status
         self.converged = status == STATUS_CONVERGED
@@ -109,6 +112,8 @@ def fit_many_glmm(model, Y, maxiter: int = 200, gtol: float = 1e-10) -> GLMMBatc
     )
     fixed = slice(n_theta, n_theta + model.k_fe)  # then log φ for a family with a dispersion
     beta = x[:, fixed]
+    dispersion = np.exp(x[:, -1]) if model.family.has_dispersion else np.ones(len(names))
+    theta = theta / np.sqrt(dispersion)[:, None]
     if model.nAGQ == 0:
         cov = np.linalg.pinv(np.asarray(fixed_information), hermitian=True)
     else:
@@ -122,4 +127,5 @@ def fit_many_glmm(model, Y, maxiter: int = 200, gtol: float = 1e-10) -> GLMMBatc
         theta,
         -0.5 * np.asarray(opt.value),
         np.asarray(opt.status),
+        dispersion,
     )
