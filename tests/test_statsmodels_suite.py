@@ -17,7 +17,9 @@ independent oracles (statsmodels itself, lme4's reference fits, closed forms).
 """
 
 import ast
+import atexit
 import importlib
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -116,6 +118,7 @@ def _load_rewritten():
     """Write the rewritten file into a temporary package next to a link to statsmodels'
     ``results/`` (its data and R numbers) and import it."""
     root = Path(tempfile.mkdtemp(prefix="mixedjax_sm_suite_"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # imported at collection only
     package = root / "statsmodels_lme_on_mixedjax"
     package.mkdir()
     (package / "__init__.py").write_text("")
