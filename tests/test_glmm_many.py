@@ -1,4 +1,5 @@
-"""``fit_many`` for GLMMs: ``k`` responses on one design in one vmapped program.
+"""``fit_many`` for GLMMs: ``k`` responses on one design in one program (vmapped for one
+grouping factor, mapped for several).
 
 Oracle: the single fit of each response (``MixedGLM`` with the same design, weights and
 offset): fixed effects, their SEs, ``θ`` and the log-likelihood to 1e-9 (the same Newton
@@ -53,3 +54,23 @@ def test_fit_many_checks_each_response(cbpp):
         fit_many_glmm(model, Y)
     with pytest.raises(ValueError, match="n = 56 rows"):
         fit_many_glmm(model, Y[:10])
+
+
+@pytest.mark.slow  # ~15 s: the several-factor fit program, mapped over the responses
+def test_fit_many_on_crossed_factors_equals_single_fits():
+    """Several grouping factors: the mapped fits equal the single fit (1e-9), and flipping a
+    binary response (y -> 1 - y) flips the signs of the logit fixed effects and leaves θ and
+    the log-likelihood unchanged (an exact symmetry of the logit link)."""
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).parent / "reference" / "data" / "crossed_binary.csv")
+    model = mixedjax.glmer("y ~ x + (1 | subj) + (1 | item)", df, family="binomial")
+    assert model.engine == "crossed"
+    single = model.fit()
+    batch = model.fit_many(np.column_stack([model.endog, 1.0 - model.endog]))
+    assert batch.converged.all()
+    np.testing.assert_allclose(batch.llf, [single.llf, single.llf], rtol=1e-9)
+    np.testing.assert_allclose(batch.fe_params.iloc[0], single.fe_params, rtol=1e-7)
+    np.testing.assert_allclose(batch.fe_params.iloc[1], -single.fe_params, rtol=1e-7)
+    np.testing.assert_allclose(batch.bse_fe.iloc[0], single.bse_fe, rtol=1e-7)
+    np.testing.assert_allclose(batch.theta, [single.theta, single.theta], rtol=1e-6)

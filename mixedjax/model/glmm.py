@@ -326,11 +326,6 @@ class MixedGLM:
     def fit_many(self, Y, maxiter: int = 200, gtol: float = 1e-10):
         """Fit each column of ``Y (n, k)`` on this design in one compiled call; a
         :class:`~mixedjax.batch.glmm.GLMMBatchResults` (see :mod:`mixedjax.batch.glmm`)."""
-        if self.engine == "crossed":
-            raise ValueError(
-                "fit_many is available for GLMMs with one grouping factor; this model has "
-                f"several ({self.group_name}): fit each response with fit()"
-            )
         from mixedjax.batch.glmm import fit_many_glmm
 
         return fit_many_glmm(self, Y, maxiter=maxiter, gtol=gtol)
